@@ -1,0 +1,33 @@
+# COLO for QEMU.  `make demo` builds QEMU with COLO and shows it working;
+# `make check` installs what is missing, builds and runs every test.
+
+BUILD ?= build
+PY := /usr/bin/python3
+
+.PHONY: all build check demo deps clean help
+
+all: build
+
+help:
+	@echo "make deps    install the Debian packages the build and tests need"
+	@echo "make build   fetch the base, merge the overlay, build QEMU (default)"
+	@echo "make demo    build, then boot the test guest and fetch a page from it"
+	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
+	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
+
+deps:
+	@buildsys/install-deps.sh
+
+build:
+	@buildsys/build.sh $(BUILD)
+
+demo: deps
+	@buildsys/build.sh $(BUILD)
+	@buildsys/demo.sh $(BUILD)
+
+check: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) buildsys/run-tests.py $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

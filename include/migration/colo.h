@@ -1,0 +1,47 @@
+/*
+ * COLO (COarse-grained LOck-stepping) VM replication: the entry points the
+ * migration core, the netfilter core and the command line call.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef MIGRATION_COLO_H
+#define MIGRATION_COLO_H
+
+#include "qapi/qapi-types-migration.h"
+
+/*
+ * What a COLO netfilter is told through NetFilterClass::handle_event.
+ * The numbers are part of the netfilter interface: 0 means nothing happened.
+ */
+enum colo_event {
+    COLO_EVENT_NONE,
+    COLO_EVENT_CHECKPOINT,  /* both VMs now hold the same state */
+    COLO_EVENT_FAILOVER,    /* this side runs alone from now on */
+};
+
+/* Primary side: the first migration finished; enter the checkpoint loop. */
+void migrate_start_colo_process(MigrationState *s);
+
+/* True while the outgoing side is in the COLO migration state. */
+bool migration_in_colo_state(void);
+
+/*
+ * Incoming side.  The peer announces COLO in the migration stream; enabling
+ * it makes the first load prepare the RAM cache the checkpoints go through.
+ */
+int migration_incoming_enable_colo(Error **errp);
+void migration_incoming_disable_colo(void);
+bool migration_incoming_colo_enabled(void);
+bool migration_incoming_in_colo_state(void);
+
+/* The incoming coroutine hands over to the secondary's checkpoint loop. */
+void coroutine_fn colo_incoming_co(void);
+
+/* x-checkpoint-delay changed: re-arm the primary's checkpoint timer. */
+void colo_checkpoint_delay_set(void);
+
+/* QEMU is shutting down: leave COLO and stop its threads. */
+void colo_shutdown(void);
+
+#endif /* MIGRATION_COLO_H */

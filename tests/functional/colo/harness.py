@@ -1,0 +1,151 @@
+"""Shared pieces of the COLO whole-system tests.
+
+A test is a plain Python program run by meson: exit 0 passes, exit 77 skips
+(with the reason printed on a line starting with "SKIP:"), anything else
+fails.  The guest is the project's Linux test guest (guest/), started through
+the base's python/qemu/machine, inside a network namespace the test creates
+and removes itself.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from qemu.machine import QEMUMachine
+
+SKIP_EXIT = 77
+READY_MARKER = "COLO-GUEST-READY"
+
+
+def skip(reason):
+    print(f"SKIP: {reason}", flush=True)
+    sys.exit(SKIP_EXIT)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def env_path(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set; run the test through meson test")
+    return value
+
+
+def run(cmd, check=True, timeout=30, **kw):
+    return subprocess.run(cmd, check=check, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, **kw)
+
+
+def require_netns():
+    """Skip unless this process can create namespaces and tap devices."""
+    if os.geteuid() != 0:
+        skip("network namespaces and tap devices need root")
+    if not os.path.exists("/dev/net/tun"):
+        skip("/dev/net/tun is missing")
+    probe = f"colo-probe-{os.getpid()}"
+    r = run(["ip", "netns", "add", probe], check=False)
+    if r.returncode != 0:
+        skip(f"cannot create a network namespace: {r.stdout.strip()}")
+    run(["ip", "netns", "delete", probe], check=False)
+
+
+class NetNamespace:
+    """A namespace with a bridge at BRIDGE_ADDR and tap devices on it.
+
+    Nothing in it is routed anywhere: guests and clients in the namespace
+    talk only to each other.
+    """
+
+    def __init__(self, bridge_addr="10.0.2.1/24"):
+        self.name = f"colo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.bridge_addr = bridge_addr
+
+    def ip(self, *args):
+        return run(["ip", "-n", self.name] + list(args))
+
+    def __enter__(self):
+        run(["ip", "netns", "add", self.name])
+        try:
+            self.ip("link", "set", "lo", "up")
+            self.ip("link", "add", "br0", "type", "bridge")
+            self.ip("addr", "add", self.bridge_addr, "dev", "br0")
+            self.ip("link", "set", "br0", "up")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def add_tap(self, name):
+        self.ip("tuntap", "add", "dev", name, "mode", "tap")
+        self.ip("link", "set", name, "master", "br0")
+        self.ip("link", "set", name, "up")
+
+    def exec_argv(self):
+        """Prefix that runs a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def run(self, cmd, **kw):
+        return run(self.exec_argv() + cmd, **kw)
+
+    def __exit__(self, *exc):
+        run(["ip", "netns", "delete", self.name], check=False)
+        return False
+
+
+class LinuxGuest:
+    """The Linux test guest, booted directly from its kernel and initramfs."""
+
+    def __init__(self, name, nic_args, ip="10.0.2.15/24", machine="pc",
+                 wrapper=(), extra_args=()):
+        guest_dir = env_path("COLO_GUEST_DIR")
+        self.tmp = tempfile.mkdtemp(prefix=f"colo-{name}-")
+        self.serial = os.path.join(self.tmp, "serial.log")
+        args = ["-accel", "tcg", "-m", "256", "-nodefaults", "-no-reboot",
+                "-kernel", os.path.join(guest_dir, "vmlinuz"),
+                "-initrd", os.path.join(guest_dir, "initramfs.img"),
+                "-append", f"console=ttyS0 quiet panic=-1 colo.ip={ip}",
+                "-chardev", f"file,id=serial0,path={self.serial}",
+                "-serial", "chardev:serial0"]
+        args += list(nic_args) + list(extra_args)
+        self.vm = QEMUMachine(env_path("QEMU_BINARY"), args=args,
+                              wrapper=list(wrapper), name=name,
+                              base_temp_dir=self.tmp, log_dir=self.tmp)
+        self.vm.set_machine(machine)
+
+    def __enter__(self):
+        self.vm.launch()
+        return self
+
+    def console(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, timeout=60):
+        """Seconds until the guest printed its ready marker."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if READY_MARKER in self.console():
+                return time.monotonic() - start
+            if not self.vm.is_running():
+                raise RuntimeError("QEMU exited during boot:\n"
+                                   + (self.vm.get_log() or "")
+                                   + self.console())
+            time.sleep(0.2)
+        raise TimeoutError(f"guest not ready after {timeout} s; console:\n"
+                           + self.console()[-2000:])
+
+    def __exit__(self, *exc):
+        try:
+            self.vm.shutdown(timeout=10)
+        finally:
+            subprocess.run(["rm", "-rf", self.tmp], check=False)
+        return False
