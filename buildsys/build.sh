@@ -8,6 +8,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 BUILD=$(mkdir -p "${1:-$repo/build}" && cd "${1:-$repo/build}" && pwd)
 PY=/usr/bin/python3
+
+# Debian's ccache masquerades as cc in /usr/lib/ccache; QEMU's build calls
+# plain "cc", so putting that folder first is all it takes.
+if [ -d /usr/lib/ccache ]; then
+    PATH=/usr/lib/ccache:$PATH
+    export PATH
+fi
 JOBS=${JOBS:-$(nproc)}
 
 # Features that the overlay does not provide yet stay off; the issues that
@@ -35,6 +42,7 @@ if [ ! -f "$BUILD/qemu/build.ninja" ] || [ "$(cat "$opts_stamp" 2>/dev/null)" !=
 fi
 
 # QEMU's Makefile runs ninja and builds the x86 option ROMs beside it.
+echo "build: compiling with $JOBS jobs (log: $BUILD/qemu/make.log)"
 make -C "$BUILD/qemu" -j"$JOBS" --no-print-directory >"$BUILD/qemu/make.log" 2>&1 || {
     grep -E -A3 '^FAILED|error:' "$BUILD/qemu/make.log" | head -40 >&2
     echo "build: compile failed, see $BUILD/qemu/make.log" >&2

@@ -64,7 +64,11 @@ def run_meson(build, suite):
     log = os.path.join(qemu_build, "meson-logs", logbase + ".json")
     if os.path.exists(log):
         os.remove(log)
-    subprocess.run(["meson", "test", "-C", qemu_build, "--no-rebuild",
+    # The meson that configured the tree, not whichever comes first on PATH.
+    meson = os.path.join(qemu_build, "pyvenv", "bin", "meson")
+    if not os.path.exists(meson):
+        meson = "meson"
+    subprocess.run([meson, "test", "-C", qemu_build, "--no-rebuild",
                     "--suite", suite, "--print-errorlogs",
                     "--logbase", logbase])
     results = []
