@@ -45,8 +45,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
         $SUDO apt-get -q update >/dev/null || true
     fi
-    (cd "$work" && apt-get -q source --download-only "qemu=$pkg_version" >/dev/null) ||
+    (cd "$work" && apt-get -q source --download-only "qemu=$pkg_version" >apt.log 2>&1) || {
+        tail -5 "$work/apt.log" >&2
         die "apt-get source qemu=$pkg_version failed; put the three base files in $srcdir or set COLO_BASE_DIR"
+    }
 fi
 
 (cd "$work" && sha256sum --quiet -c "$sums") ||
