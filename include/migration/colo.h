@@ -44,4 +44,18 @@ void colo_checkpoint_delay_set(void);
 /* QEMU is shutting down: leave COLO and stop its threads. */
 void colo_shutdown(void);
 
+/*
+ * Ask the primary for a checkpoint as soon as possible, for example because
+ * the two VMs' outputs differ.  Callable from any thread; does nothing
+ * unless this process is a COLO primary.
+ */
+void colo_checkpoint_request(void);
+
+/*
+ * Refuse capability sets COLO cannot run with, and any change while COLO
+ * runs.  Called by migrate_caps_check().
+ */
+bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
+                             Error **errp);
+
 #endif /* MIGRATION_COLO_H */

@@ -1,0 +1,61 @@
+/*
+ * COLO internals shared by the common part (colo.c), the two sides
+ * (colo-primary.c, colo-secondary.c) and the wire protocol (colo-wire.c).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef MIGRATION_COLO_INTERNAL_H
+#define MIGRATION_COLO_INTERNAL_H
+
+#include "qemu/units.h"
+#include "qapi/qapi-types-migration.h"
+#include "qemu-file.h"
+
+/*
+ * Largest device state a checkpoint may carry.  Device state is a few
+ * hundred KiB; anything near this bound is a corrupted stream.
+ */
+#define COLO_MAX_DEVICE_STATE (256 * MiB)
+
+/* --- colo.c: the COLO mode and its exit ------------------------------- */
+
+/* This process now runs COLO as @mode. */
+void colo_mode_enter(COLOMode mode);
+/*
+ * This process leaves COLO: emits COLO_EXIT with the reason recorded by
+ * colo_request_failover() and makes query-colo-status report it.
+ */
+void colo_mode_exit(void);
+COLOMode colo_current_mode(void);
+
+/*
+ * With the BQL, during a failover: stop replicating the disks and let the
+ * netfilters step aside.  Errors are reported, not returned: the survivor
+ * carries on regardless.
+ */
+void colo_run_alone_locked(void);
+
+/*
+ * Make the current side take over alone.  @why is what COLO_EXIT will say:
+ * COLO_EXIT_REASON_REQUEST for a user's request, COLO_EXIT_REASON_ERROR when
+ * the peer or the stream failed.  The first request wins.
+ */
+bool colo_request_failover(COLOExitReason why, Error **errp);
+
+/* --- colo-wire.c: control messages between the two sides ---------------- */
+
+bool colo_send_message(QEMUFile *f, COLOMessage msg, Error **errp);
+bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
+                     Error **errp);
+/* Read one message; anything but @expected is a protocol error. */
+bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp);
+bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,
+                        Error **errp);
+
+/* --- colo-primary.c ------------------------------------------------------ */
+
+void colo_primary_delay_changed(void);
+void colo_primary_request_checkpoint(void);
+
+#endif /* MIGRATION_COLO_INTERNAL_H */

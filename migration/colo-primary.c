@@ -1,0 +1,373 @@
+/*
+ * COLO primary: after the first migration, keep checkpointing the running
+ * VM into the secondary until one of the two is lost.
+ *
+ * A checkpoint, each step its own function below:
+ *   handshake  REQUEST ->, <- REPLY     the secondary has stopped its VM
+ *   stop       stop the PVM, checkpoint the replicated disks
+ *   save       VMSTATE_SEND, dirty RAM on the stream, device state into a buffer
+ *   send       VMSTATE_SIZE, the buffered device state
+ *   ack        <- RECEIVED (the secondary holds it all), <- LOADED
+ *   resume     restart the PVM, re-arm the timer
+ *
+ * Runs on the migration thread, which enters with the BQL held.  The BQL is
+ * taken only around what needs it: stopping and starting the VM and saving
+ * its state (the dirty-log sync of the RAM save runs work on the vCPUs under
+ * TCG, and that requires the BQL).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/atomic.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "io/channel-buffer.h"
+#include "block/replication.h"
+#include "system/runstate.h"
+#include "migration/colo.h"
+#include "migration/failover.h"
+#include "migration.h"
+#include "options.h"
+#include "savevm.h"
+#include "qemu-file.h"
+#include "colo-internal.h"
+#include "trace.h"
+
+/* Device state is usually far below this; the buffer grows when needed. */
+#define COLO_DEVICE_BUFFER_HINT (1 * MiB)
+
+typedef struct ColoPrimary {
+    /* Set up and torn down by the migration thread under the BQL. */
+    MigrationState *s;
+    QEMUFile *to_svm;           /* the migration stream */
+    QEMUFile *from_svm;         /* its return path */
+    QEMUTimer *timer;           /* main loop; guarded by the BQL */
+    int64_t last_checkpoint_ms; /* QEMU_CLOCK_HOST; guarded by the BQL */
+
+    /* Owned by the migration thread during one checkpoint. */
+    QIOChannelBuffer *devbuf;
+    QEMUFile *devfile;
+    uint64_t checkpoints;
+
+    /* Shared with other threads. */
+    QemuEvent wake;             /* a checkpoint or a failover is due */
+    bool checkpoint_wanted;     /* atomic */
+    QemuMutex io_lock;
+    bool io_open;               /* guarded by io_lock: the files are usable */
+} ColoPrimary;
+
+static ColoPrimary primary;
+
+static void __attribute__((constructor)) colo_primary_init_once(void)
+{
+    qemu_event_init(&primary.wake, false);
+    qemu_mutex_init(&primary.io_lock);
+}
+
+void colo_primary_request_checkpoint(void)
+{
+    qatomic_set(&primary.checkpoint_wanted, true);
+    qemu_event_set(&primary.wake);
+}
+
+static void colo_primary_timer_fired(void *opaque)
+{
+    colo_primary_request_checkpoint();
+}
+
+/* With the BQL: the next periodic checkpoint is one delay after the last. */
+static void colo_primary_arm_timer(ColoPrimary *p)
+{
+    timer_mod(p->timer, p->last_checkpoint_ms + migrate_checkpoint_delay());
+}
+
+void colo_primary_delay_changed(void)
+{
+    assert(bql_locked());
+    if (primary.timer) {
+        colo_primary_arm_timer(&primary);
+    }
+}
+
+/*
+ * Failover waker, from any thread: the secondary is gone, so stop waiting
+ * for it.  Shutting the channel down unblocks I/O in progress; the thread
+ * then sees the pending failover at its next check.
+ */
+static void colo_primary_unblock(void *opaque)
+{
+    ColoPrimary *p = opaque;
+
+    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
+        if (p->io_open) {
+            qemu_file_shutdown(p->to_svm);
+        }
+    }
+    qemu_event_set(&p->wake);
+}
+
+/* --- one checkpoint ------------------------------------------------------ */
+
+static bool colo_primary_handshake(ColoPrimary *p, Error **errp)
+{
+    return colo_send_message(p->to_svm, COLO_MESSAGE_CHECKPOINT_REQUEST,
+                             errp) &&
+           colo_receive_message(p->from_svm, COLO_MESSAGE_CHECKPOINT_REPLY,
+                                errp);
+}
+
+static bool colo_primary_stop_vm(ColoPrimary *p, Error **errp)
+{
+    ERRP_GUARD();
+    BQL_LOCK_GUARD();
+
+    if (vm_stop_force_state(RUN_STATE_COLO) < 0) {
+        error_setg(errp, "COLO: cannot stop the VM for a checkpoint");
+        return false;
+    }
+    replication_do_checkpoint_all(errp);
+    return !*errp;
+}
+
+/* With the BQL: the VM is stopped, its state is consistent. */
+static bool colo_primary_save_locked(ColoPrimary *p, Error **errp)
+{
+    Error *cause = NULL;
+    int ret;
+
+    /* Dirty RAM goes straight onto the stream, up to its EOF marker. */
+    qemu_savevm_live_state(p->to_svm);
+    if (qemu_file_get_error_obj(p->to_svm, &cause)) {
+        error_propagate_prepend(errp, cause, "COLO: cannot send dirty RAM: ");
+        return false;
+    }
+    /* The secondary applies device state only once it has all of it. */
+    ret = qemu_save_device_state(p->devfile);
+    if (ret == 0) {
+        ret = qemu_fflush(p->devfile);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "COLO: cannot save device state");
+        return false;
+    }
+    return true;
+}
+
+static bool colo_primary_save(ColoPrimary *p, Error **errp)
+{
+    bool ok;
+
+    if (!colo_send_message(p->to_svm, COLO_MESSAGE_VMSTATE_SEND, errp)) {
+        return false;
+    }
+    p->devbuf = qio_channel_buffer_new(COLO_DEVICE_BUFFER_HINT);
+    p->devfile = qemu_file_new_output(QIO_CHANNEL(p->devbuf));
+
+    bql_lock();
+    ok = colo_primary_save_locked(p, errp);
+    bql_unlock();
+    return ok;
+}
+
+static bool colo_primary_send_devices(ColoPrimary *p, Error **errp)
+{
+    Error *cause = NULL;
+    uint64_t size = p->devbuf->usage;
+
+    if (!colo_send_value(p->to_svm, COLO_MESSAGE_VMSTATE_SIZE, size, errp)) {
+        return false;
+    }
+    qemu_put_buffer(p->to_svm, p->devbuf->data, size);
+    qemu_fflush(p->to_svm);
+    if (qemu_file_get_error_obj(p->to_svm, &cause)) {
+        error_propagate_prepend(errp, cause,
+                                "COLO: cannot send device state: ");
+        return false;
+    }
+    return true;
+}
+
+static bool colo_primary_await_ack(ColoPrimary *p, Error **errp)
+{
+    return colo_receive_message(p->from_svm, COLO_MESSAGE_VMSTATE_RECEIVED,
+                                errp) &&
+           colo_receive_message(p->from_svm, COLO_MESSAGE_VMSTATE_LOADED,
+                                errp);
+}
+
+static void colo_primary_resume(ColoPrimary *p)
+{
+    BQL_LOCK_GUARD();
+
+    vm_start();
+    p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
+    colo_primary_arm_timer(p);
+}
+
+static void colo_primary_drop_devbuf(ColoPrimary *p)
+{
+    if (p->devfile) {
+        /* Closing frees the buffer's data along with the channel. */
+        qemu_fclose(p->devfile);
+        p->devfile = NULL;
+    }
+    if (p->devbuf) {
+        object_unref(OBJECT(p->devbuf));
+        p->devbuf = NULL;
+    }
+}
+
+static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
+{
+    int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    bool ok;
+
+    trace_colo_checkpoint_begin(p->checkpoints + 1);
+    ok = colo_primary_handshake(p, errp) &&
+         colo_primary_stop_vm(p, errp) &&
+         colo_primary_save(p, errp) &&
+         colo_primary_send_devices(p, errp) &&
+         colo_primary_await_ack(p, errp);
+    if (ok) {
+        uint64_t device_bytes = p->devbuf->usage;
+
+        colo_primary_resume(p);
+        p->checkpoints++;
+        trace_colo_checkpoint_end(p->checkpoints,
+                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start,
+                                  device_bytes);
+    }
+    /* On failure the VM is restarted by the failover that follows. */
+    colo_primary_drop_devbuf(p);
+    return ok;
+}
+
+/* --- the session --------------------------------------------------------- */
+
+static bool colo_primary_start(ColoPrimary *p, Error **errp)
+{
+    ERRP_GUARD();
+
+    if (!colo_receive_message(p->from_svm, COLO_MESSAGE_CHECKPOINT_READY,
+                              errp)) {
+        return false;
+    }
+
+    BQL_LOCK_GUARD();
+    replication_start_all(REPLICATION_MODE_PRIMARY, errp);
+    if (*errp) {
+        return false;
+    }
+    vm_start();
+    p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
+    colo_primary_arm_timer(p);
+    return true;
+}
+
+static bool colo_primary_loop(ColoPrimary *p, Error **errp)
+{
+    for (;;) {
+        qemu_event_reset(&p->wake);
+        if (colo_failover_pending()) {
+            return true;
+        }
+        if (qatomic_xchg(&p->checkpoint_wanted, false)) {
+            if (!colo_primary_checkpoint(p, errp)) {
+                return false;
+            }
+            continue;
+        }
+        qemu_event_wait(&p->wake);
+    }
+}
+
+/* The secondary is gone, or the user said so: carry on alone. */
+static void colo_primary_take_over(ColoPrimary *p)
+{
+    colo_failover_begin();
+    bql_lock();
+    timer_del(p->timer);
+    colo_run_alone_locked();
+    /* Stopped for a checkpoint that will never complete. */
+    if (runstate_check(RUN_STATE_COLO)) {
+        vm_start();
+    }
+    bql_unlock();
+    colo_failover_finish();
+}
+
+static void colo_primary_run(ColoPrimary *p)
+{
+    Error *err = NULL;
+    bool ok;
+
+    ok = colo_primary_start(p, &err) && colo_primary_loop(p, &err);
+    if (!ok) {
+        if (colo_failover_pending()) {
+            /* The failure is the unblocking of our I/O by the failover. */
+            error_free(err);
+        } else {
+            error_report_err(err);
+            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+        }
+    }
+    colo_primary_take_over(p);
+}
+
+static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
+{
+    p->s = s;
+    p->to_svm = s->to_dst_file;
+    p->checkpoints = 0;
+    qatomic_set(&p->checkpoint_wanted, false);
+
+    WITH_QEMU_LOCK_GUARD(&s->qemu_file_lock) {
+        /* Kept open by the core when the return-path capability is on. */
+        if (!s->rp_state.from_dst_file) {
+            s->rp_state.from_dst_file = qemu_file_get_return_path(p->to_svm);
+        }
+        p->from_svm = s->rp_state.from_dst_file;
+    }
+    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
+        p->io_open = true;
+    }
+    p->timer = timer_new_ms(QEMU_CLOCK_HOST, colo_primary_timer_fired, p);
+    colo_mode_enter(COLO_MODE_PRIMARY);
+    colo_failover_reset(colo_primary_unblock, p);
+}
+
+static void colo_primary_teardown(ColoPrimary *p)
+{
+    MigrationState *s = p->s;
+    QEMUFile *rp;
+
+    colo_failover_detach();
+    timer_free(p->timer);
+    p->timer = NULL;
+    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
+        p->io_open = false;
+    }
+    WITH_QEMU_LOCK_GUARD(&s->qemu_file_lock) {
+        rp = s->rp_state.from_dst_file;
+        s->rp_state.from_dst_file = NULL;
+    }
+    if (rp) {
+        qemu_fclose(rp);
+    }
+    migrate_set_state(&s->state, MIGRATION_STATUS_COLO,
+                      MIGRATION_STATUS_COMPLETED);
+    colo_mode_exit();
+}
+
+void migrate_start_colo_process(MigrationState *s)
+{
+    assert(bql_locked());
+    colo_primary_setup(&primary, s);
+    bql_unlock();
+    colo_primary_run(&primary);
+    bql_lock();
+    colo_primary_teardown(&primary);
+}

@@ -1,0 +1,351 @@
+/*
+ * COLO secondary: after the first migration, run the VM and apply every
+ * checkpoint the primary sends, all or nothing, until one side is lost.
+ *
+ * A checkpoint, each step its own function below:
+ *   handshake  <- REQUEST, stop the SVM, REPLY ->
+ *   RAM        <- VMSTATE_SEND, dirty RAM into the COLO RAM cache
+ *   devices    <- VMSTATE_SIZE, the device state into a buffer
+ *   commit     RECEIVED ->; from here the primary may release the outputs
+ *              of this state, so it is applied whatever happens next
+ *   apply      reset the devices, copy the cache into guest RAM, load the
+ *              device state, checkpoint the disks and the netfilters
+ *   resume     LOADED ->, restart the SVM
+ * Until the commit nothing touches the running VM's RAM or devices: a
+ * failover before it leaves the SVM at the last applied checkpoint plus
+ * what it ran since.
+ *
+ * The incoming migration coroutine hands over to a thread for the loop and
+ * waits; the thread re-enters it when COLO ends.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/coroutine.h"
+#include "qemu/rcu.h"
+#include "io/channel-buffer.h"
+#include "block/aio.h"
+#include "block/replication.h"
+#include "net/filter.h"
+#include "system/runstate.h"
+#include "migration/colo.h"
+#include "migration/failover.h"
+#include "migration.h"
+#include "savevm.h"
+#include "qemu-file.h"
+#include "ram.h"
+#include "colo-internal.h"
+#include "trace.h"
+
+typedef struct ColoSecondary {
+    MigrationIncomingState *mis;
+    Coroutine *co;              /* the incoming coroutine, parked */
+    QemuThread thread;
+    QEMUFile *from_pvm;         /* the migration stream */
+    QEMUFile *to_pvm;           /* its return path */
+    uint64_t checkpoints;
+    bool state_broken;          /* a checkpoint was applied only in part */
+
+    QemuMutex io_lock;
+    bool io_open;               /* guarded by io_lock: the files are usable */
+} ColoSecondary;
+
+static ColoSecondary secondary;
+
+static void __attribute__((constructor)) colo_secondary_init_once(void)
+{
+    qemu_mutex_init(&secondary.io_lock);
+}
+
+/* Failover waker, from any thread: stop waiting for the primary. */
+static void colo_secondary_unblock(void *opaque)
+{
+    ColoSecondary *sec = opaque;
+
+    WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
+        if (sec->io_open) {
+            qemu_file_shutdown(sec->from_pvm);
+        }
+    }
+}
+
+/* --- one checkpoint ------------------------------------------------------ */
+
+static bool colo_secondary_stop_vm(Error **errp)
+{
+    BQL_LOCK_GUARD();
+
+    if (vm_stop_force_state(RUN_STATE_COLO) < 0) {
+        error_setg(errp, "COLO: cannot stop the VM for a checkpoint");
+        return false;
+    }
+    return true;
+}
+
+static bool colo_secondary_handshake(ColoSecondary *sec, Error **errp)
+{
+    return colo_secondary_stop_vm(errp) &&
+           colo_send_message(sec->to_pvm, COLO_MESSAGE_CHECKPOINT_REPLY,
+                             errp);
+}
+
+/* RAM pages land in the COLO RAM cache while the incoming state is COLO. */
+static bool colo_secondary_load_ram(ColoSecondary *sec, Error **errp)
+{
+    int ret;
+
+    if (!colo_receive_message(sec->from_pvm, COLO_MESSAGE_VMSTATE_SEND,
+                              errp)) {
+        return false;
+    }
+    bql_lock();
+    ret = qemu_loadvm_state_main(sec->from_pvm, sec->mis, errp);
+    bql_unlock();
+    if (ret < 0) {
+        error_prepend(errp, "COLO: cannot load dirty RAM: ");
+        return false;
+    }
+    return true;
+}
+
+static QIOChannelBuffer *colo_secondary_receive_devices(ColoSecondary *sec,
+                                                        Error **errp)
+{
+    QIOChannelBuffer *bioc;
+    uint64_t size;
+    size_t got;
+
+    if (!colo_receive_value(sec->from_pvm, COLO_MESSAGE_VMSTATE_SIZE, &size,
+                            errp)) {
+        return NULL;
+    }
+    if (size == 0 || size > COLO_MAX_DEVICE_STATE) {
+        error_setg(errp, "COLO: the primary announced %" PRIu64 " bytes of "
+                   "device state (at most %" PRIu64 " allowed)", size,
+                   (uint64_t)COLO_MAX_DEVICE_STATE);
+        return NULL;
+    }
+    bioc = qio_channel_buffer_new(size);
+    got = qemu_get_buffer(sec->from_pvm, bioc->data, size);
+    if (got != size || qemu_file_get_error(sec->from_pvm)) {
+        error_setg(errp, "COLO: device state cut short after %zu of "
+                   "%" PRIu64 " bytes", got, size);
+        object_unref(OBJECT(bioc));
+        return NULL;
+    }
+    bioc->usage = size;
+    return bioc;
+}
+
+/* With the BQL and the SVM stopped: make the SVM equal the PVM. */
+static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
+{
+    ERRP_GUARD();
+    QEMUFile *fb;
+    int ret;
+
+    /*
+     * Loading device state into devices that have been running is not
+     * what device models expect (q35 breaks); reset them first, as loadvm
+     * does.  The reset runs before the RAM copy so that anything it writes
+     * into guest RAM is overwritten by the primary's pages.
+     */
+    qemu_system_reset(SHUTDOWN_CAUSE_SNAPSHOT_LOAD);
+    colo_flush_ram_cache();
+
+    fb = qemu_file_new_input(QIO_CHANNEL(bioc));
+    ret = qemu_load_device_state(fb, errp);
+    qemu_fclose(fb);
+    if (ret < 0) {
+        error_prepend(errp, "COLO: cannot load device state: ");
+        return false;
+    }
+
+    replication_get_error_all(errp);
+    if (!*errp) {
+        replication_do_checkpoint_all(errp);
+    }
+    if (!*errp) {
+        colo_notify_filters_event(COLO_EVENT_CHECKPOINT, errp);
+    }
+    return !*errp;
+}
+
+static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
+{
+    QIOChannelBuffer *bioc = NULL;
+    bool ok;
+
+    if (!colo_receive_message(sec->from_pvm, COLO_MESSAGE_CHECKPOINT_REQUEST,
+                              errp)) {
+        return false;
+    }
+    trace_colo_checkpoint_begin(sec->checkpoints + 1);
+
+    ok = colo_secondary_handshake(sec, errp) &&
+         colo_secondary_load_ram(sec, errp) &&
+         (bioc = colo_secondary_receive_devices(sec, errp)) &&
+         colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_RECEIVED, errp);
+    if (ok) {
+        uint64_t size = bioc->usage;
+
+        bql_lock();
+        ok = colo_secondary_apply_locked(bioc, errp);
+        if (ok) {
+            vm_start();
+        } else {
+            sec->state_broken = true;
+        }
+        bql_unlock();
+        if (ok) {
+            sec->checkpoints++;
+            trace_colo_secondary_loaded(sec->checkpoints, size);
+            ok = colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_LOADED,
+                                   errp);
+        }
+    }
+    if (bioc) {
+        object_unref(OBJECT(bioc));
+    }
+    return ok;
+}
+
+/* --- the session --------------------------------------------------------- */
+
+static bool colo_secondary_start(ColoSecondary *sec, Error **errp)
+{
+    ERRP_GUARD();
+
+    bql_lock();
+    migration_block_activate(errp);
+    bql_unlock();
+    if (*errp) {
+        return false;
+    }
+
+    /* From now on, pages the SVM dirties are tracked for the next flush. */
+    colo_incoming_start_dirty_log();
+
+    bql_lock();
+    replication_start_all(REPLICATION_MODE_SECONDARY, errp);
+    if (!*errp) {
+        vm_start();
+    }
+    bql_unlock();
+
+    return !*errp &&
+           colo_send_message(sec->to_pvm, COLO_MESSAGE_CHECKPOINT_READY, errp);
+}
+
+static bool colo_secondary_loop(ColoSecondary *sec, Error **errp)
+{
+    while (!colo_failover_pending()) {
+        if (!colo_secondary_checkpoint(sec, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The primary is gone, or the user said so: run on from the last checkpoint. */
+static void colo_secondary_take_over(ColoSecondary *sec)
+{
+    colo_failover_begin();
+    bql_lock();
+    colo_run_alone_locked();
+    if (sec->state_broken) {
+        /* Running a half-loaded machine would be worse than not running. */
+        error_report("COLO: the secondary VM holds a partly applied "
+                     "checkpoint and stays stopped");
+    } else if (runstate_check(RUN_STATE_COLO)) {
+        vm_start();
+    }
+    bql_unlock();
+    colo_failover_finish();
+}
+
+static void colo_secondary_setup(ColoSecondary *sec)
+{
+    MigrationIncomingState *mis = sec->mis;
+
+    /* RAM pages now go to the COLO cache instead of guest RAM. */
+    migrate_set_state(&mis->state, MIGRATION_STATUS_ACTIVE,
+                      MIGRATION_STATUS_COLO);
+    sec->from_pvm = mis->from_src_file;
+    if (mis->to_src_file) {
+        /*
+         * The return-path capability opened it already.  Telling the
+         * primary's return-path thread that we are done lets it hand the
+         * channel over to COLO.
+         */
+        migrate_send_rp_shut(mis, 0);
+    } else {
+        mis->to_src_file = qemu_file_get_return_path(sec->from_pvm);
+    }
+    sec->to_pvm = mis->to_src_file;
+    sec->checkpoints = 0;
+    sec->state_broken = false;
+    WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
+        sec->io_open = true;
+    }
+    colo_mode_enter(COLO_MODE_SECONDARY);
+    colo_failover_reset(colo_secondary_unblock, sec);
+}
+
+static void colo_secondary_teardown(ColoSecondary *sec)
+{
+    colo_failover_detach();
+    WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
+        sec->io_open = false;
+    }
+    migrate_set_state(&sec->mis->state, MIGRATION_STATUS_COLO,
+                      MIGRATION_STATUS_COMPLETED);
+    colo_mode_exit();
+}
+
+static void *colo_secondary_thread(void *opaque)
+{
+    ColoSecondary *sec = opaque;
+    Error *err = NULL;
+    bool ok;
+
+    rcu_register_thread();
+    colo_secondary_setup(sec);
+    ok = colo_secondary_start(sec, &err) && colo_secondary_loop(sec, &err);
+    if (!ok) {
+        if (colo_failover_pending()) {
+            /* The failure is the unblocking of our I/O by the failover. */
+            error_free(err);
+        } else {
+            error_report_err(err);
+            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+        }
+    }
+    colo_secondary_take_over(sec);
+    colo_secondary_teardown(sec);
+    rcu_unregister_thread();
+
+    /* Back to the incoming coroutine, in the main loop. */
+    aio_co_schedule(qemu_get_aio_context(), sec->co);
+    return NULL;
+}
+
+void coroutine_fn colo_incoming_co(void)
+{
+    ColoSecondary *sec = &secondary;
+
+    assert(bql_locked());
+    sec->mis = migration_incoming_get_current();
+    sec->co = qemu_coroutine_self();
+    qemu_thread_create(&sec->thread, MIGRATION_THREAD_DST_COLO,
+                       colo_secondary_thread, sec, QEMU_THREAD_JOINABLE);
+    qemu_coroutine_yield();
+
+    /* COLO is over; the thread's last act was to wake us. */
+    qemu_thread_join(&sec->thread);
+    colo_release_ram_cache();
+}

@@ -1,0 +1,81 @@
+/*
+ * COLO control messages.
+ *
+ * Both directions carry big-endian 32-bit COLOMessage codes; a message that
+ * carries a value is followed by a big-endian 64-bit value.  Every send is
+ * flushed at once: the peer is waiting for it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-types-migration.h"
+#include "colo-internal.h"
+#include "trace.h"
+
+static bool colo_file_ok(QEMUFile *f, const char *what, COLOMessage msg,
+                         Error **errp)
+{
+    Error *cause = NULL;
+
+    if (qemu_file_get_error_obj(f, &cause) == 0) {
+        return true;
+    }
+    if (cause) {
+        error_propagate_prepend(errp, cause, "COLO: cannot %s %s: ", what,
+                                COLOMessage_str(msg));
+    } else {
+        error_setg(errp, "COLO: cannot %s %s", what, COLOMessage_str(msg));
+    }
+    return false;
+}
+
+bool colo_send_message(QEMUFile *f, COLOMessage msg, Error **errp)
+{
+    trace_colo_send_message(COLOMessage_str(msg));
+    qemu_put_be32(f, msg);
+    qemu_fflush(f);
+    return colo_file_ok(f, "send", msg, errp);
+}
+
+bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
+                     Error **errp)
+{
+    trace_colo_send_message(COLOMessage_str(msg));
+    qemu_put_be32(f, msg);
+    qemu_put_be64(f, value);
+    qemu_fflush(f);
+    return colo_file_ok(f, "send", msg, errp);
+}
+
+bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp)
+{
+    uint32_t got = qemu_get_be32(f);
+
+    if (!colo_file_ok(f, "receive", expected, errp)) {
+        return false;
+    }
+    if (got >= COLO_MESSAGE__MAX) {
+        error_setg(errp, "COLO: invalid message 0x%" PRIx32 " while waiting "
+                   "for %s", got, COLOMessage_str(expected));
+        return false;
+    }
+    trace_colo_receive_message(COLOMessage_str(got));
+    if (got != expected) {
+        error_setg(errp, "COLO: received %s while waiting for %s",
+                   COLOMessage_str(got), COLOMessage_str(expected));
+        return false;
+    }
+    return true;
+}
+
+bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,
+                        Error **errp)
+{
+    if (!colo_receive_message(f, expected, errp)) {
+        return false;
+    }
+    *value = qemu_get_be64(f);
+    return colo_file_ok(f, "receive the value of", expected, errp);
+}

@@ -1,0 +1,194 @@
+/*
+ * COLO (COarse-grained LOck-stepping) VM replication: the mode this process
+ * runs in, how it leaves it, and the QMP and core entry points.
+ *
+ * The checkpoint loops live in colo-primary.c and colo-secondary.c; the
+ * failover lifecycle in colo-failover.c; the wire messages in colo-wire.c.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-migration.h"
+#include "qapi/qapi-events-migration.h"
+#include "qemu/lockable.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "migration/colo.h"
+#include "migration/failover.h"
+#include "block/replication.h"
+#include "net/filter.h"
+#include "migration.h"
+#include "options.h"
+#include "colo-internal.h"
+#include "trace.h"
+
+/*
+ * Which role this process plays.  Written by the side's thread when it
+ * enters and leaves COLO; read by QMP and the core from any thread.
+ */
+static struct {
+    QemuMutex lock;
+    /* Guarded by @lock. */
+    COLOMode mode;          /* COLO_MODE_NONE outside COLO */
+    COLOMode last_mode;     /* the mode of the session that ended last */
+    COLOExitReason pending; /* why a failover was asked for, or none */
+    COLOExitReason exited;  /* what the last COLO_EXIT said */
+} colo;
+
+static void __attribute__((constructor)) colo_state_init(void)
+{
+    qemu_mutex_init(&colo.lock);
+}
+
+void colo_mode_enter(COLOMode mode)
+{
+    assert(mode != COLO_MODE_NONE);
+    WITH_QEMU_LOCK_GUARD(&colo.lock) {
+        assert(colo.mode == COLO_MODE_NONE);
+        colo.mode = mode;
+        colo.pending = COLO_EXIT_REASON_NONE;
+        colo.exited = COLO_EXIT_REASON_NONE;
+    }
+    trace_colo_mode_enter(COLOMode_str(mode));
+}
+
+void colo_mode_exit(void)
+{
+    COLOMode mode;
+    COLOExitReason reason;
+
+    WITH_QEMU_LOCK_GUARD(&colo.lock) {
+        mode = colo.mode;
+        assert(mode != COLO_MODE_NONE);
+        /* A side only leaves COLO through a failover request. */
+        reason = colo.pending;
+        assert(reason == COLO_EXIT_REASON_REQUEST ||
+               reason == COLO_EXIT_REASON_ERROR);
+        colo.last_mode = mode;
+        colo.mode = COLO_MODE_NONE;
+        colo.exited = reason;
+        colo.pending = COLO_EXIT_REASON_NONE;
+    }
+    trace_colo_mode_exit(COLOMode_str(mode), COLOExitReason_str(reason));
+    qapi_event_send_colo_exit(mode, reason);
+}
+
+COLOMode colo_current_mode(void)
+{
+    QEMU_LOCK_GUARD(&colo.lock);
+    return colo.mode;
+}
+
+bool colo_request_failover(COLOExitReason why, Error **errp)
+{
+    assert(why == COLO_EXIT_REASON_REQUEST || why == COLO_EXIT_REASON_ERROR);
+    /*
+     * Held across the request so that the woken side cannot reach
+     * colo_mode_exit() before the reason is recorded.
+     */
+    QEMU_LOCK_GUARD(&colo.lock);
+    if (colo.mode == COLO_MODE_NONE) {
+        error_setg(errp, "VM is not in COLO mode");
+        return false;
+    }
+    if (!colo_failover_request(errp)) {
+        return false;
+    }
+    colo.pending = why;
+    return true;
+}
+
+void colo_run_alone_locked(void)
+{
+    Error *err = NULL;
+
+    assert(bql_locked());
+    replication_stop_all(true, &err);
+    if (err) {
+        error_report_err(err);
+        err = NULL;
+    }
+    /* Filters that only make sense with a peer step aside. */
+    colo_notify_filters_event(COLO_EVENT_FAILOVER, &err);
+    if (err) {
+        error_report_err(err);
+    }
+}
+
+COLOStatus *qmp_query_colo_status(Error **errp)
+{
+    COLOStatus *s = g_new0(COLOStatus, 1);
+
+    QEMU_LOCK_GUARD(&colo.lock);
+    if (colo.mode != COLO_MODE_NONE) {
+        s->mode = colo.mode;
+        s->last_mode = colo.mode;
+        s->reason = colo_failover_pending() ? COLO_EXIT_REASON_PROCESSING :
+                                              COLO_EXIT_REASON_NONE;
+    } else {
+        s->mode = COLO_MODE_NONE;
+        s->last_mode = colo.last_mode;
+        s->reason = colo.exited;
+    }
+    return s;
+}
+
+void qmp_x_colo_lost_heartbeat(Error **errp)
+{
+    colo_request_failover(COLO_EXIT_REASON_REQUEST, errp);
+}
+
+bool migration_in_colo_state(void)
+{
+    return migrate_get_current()->state == MIGRATION_STATUS_COLO;
+}
+
+bool migration_incoming_in_colo_state(void)
+{
+    MigrationIncomingState *mis = migration_incoming_get_current();
+
+    return mis && mis->state == MIGRATION_STATUS_COLO;
+}
+
+void colo_checkpoint_delay_set(void)
+{
+    if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_primary_delay_changed();
+    }
+}
+
+void colo_checkpoint_request(void)
+{
+    if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_primary_request_checkpoint();
+    }
+}
+
+bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
+                             Error **errp)
+{
+    if (colo_current_mode() != COLO_MODE_NONE &&
+        memcmp(old_caps, new_caps,
+               sizeof(bool) * MIGRATION_CAPABILITY__MAX) != 0) {
+        error_setg(errp, "Migration capabilities cannot change while COLO "
+                   "is running");
+        return false;
+    }
+    if (new_caps[MIGRATION_CAPABILITY_X_COLO] &&
+        new_caps[MIGRATION_CAPABILITY_POSTCOPY_RAM]) {
+        error_setg(errp, "COLO does not support postcopy");
+        error_append_hint(errp, "Disable postcopy-ram or x-colo.\n");
+        return false;
+    }
+    return true;
+}
+
+void colo_shutdown(void)
+{
+    /* QEMU is exiting: let the side's thread wind down without a peer. */
+    if (colo_current_mode() != COLO_MODE_NONE) {
+        colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
+    }
+}

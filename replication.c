@@ -1,0 +1,122 @@
+/*
+ * Replication manager: drives every registered replicated component through
+ * the COLO checkpoint lifecycle.  See include/block/replication.h.
+ *
+ * Components start in the order they registered and stop in the reverse
+ * order, so one that depends on another registered earlier never outlives
+ * it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "block/replication.h"
+#include "qemu/main-loop.h"
+
+typedef QTAILQ_HEAD(, ReplicationState) ReplicationList;
+
+static ReplicationList replicated = QTAILQ_HEAD_INITIALIZER(replicated);
+
+ReplicationState *replication_new(void *opaque, const ReplicationOps *ops)
+{
+    ReplicationState *rs;
+
+    assert(ops);
+    rs = g_new0(ReplicationState, 1);
+    *rs = (ReplicationState) { .opaque = opaque, .ops = ops };
+    QTAILQ_INSERT_TAIL(&replicated, rs, next);
+    return rs;
+}
+
+void replication_remove(ReplicationState *rs)
+{
+    if (!rs) {
+        return;
+    }
+    QTAILQ_REMOVE(&replicated, rs, next);
+    g_free(rs);
+}
+
+/* Stop the components before @until, newest first; errors add nothing. */
+static void replication_unwind(ReplicationState *until)
+{
+    ReplicationState *rs = until ? QTAILQ_PREV(until, next) :
+                                   QTAILQ_LAST(&replicated);
+
+    for (; rs; rs = QTAILQ_PREV(rs, next)) {
+        if (rs->ops->stop) {
+            rs->ops->stop(rs, false, NULL);
+        }
+    }
+}
+
+void replication_start_all(ReplicationMode mode, Error **errp)
+{
+    ERRP_GUARD();
+    ReplicationState *rs;
+
+    assert(bql_locked());
+    QTAILQ_FOREACH(rs, &replicated, next) {
+        if (rs->ops->start) {
+            rs->ops->start(rs, mode, errp);
+        }
+        if (*errp) {
+            replication_unwind(rs);
+            return;
+        }
+    }
+}
+
+void replication_do_checkpoint_all(Error **errp)
+{
+    ERRP_GUARD();
+    ReplicationState *rs;
+
+    assert(bql_locked());
+    QTAILQ_FOREACH(rs, &replicated, next) {
+        if (rs->ops->checkpoint) {
+            rs->ops->checkpoint(rs, errp);
+        }
+        if (*errp) {
+            return;
+        }
+    }
+}
+
+void replication_get_error_all(Error **errp)
+{
+    ERRP_GUARD();
+    ReplicationState *rs;
+
+    assert(bql_locked());
+    QTAILQ_FOREACH(rs, &replicated, next) {
+        if (rs->ops->get_error) {
+            rs->ops->get_error(rs, errp);
+        }
+        if (*errp) {
+            return;
+        }
+    }
+}
+
+void replication_stop_all(bool failover, Error **errp)
+{
+    ReplicationState *rs;
+    Error *first = NULL;
+
+    assert(bql_locked());
+    QTAILQ_FOREACH_REVERSE(rs, &replicated, next) {
+        Error *err = NULL;
+
+        if (rs->ops->stop) {
+            rs->ops->stop(rs, failover, &err);
+        }
+        if (err && !first) {
+            first = err;
+        } else {
+            error_free(err);
+        }
+    }
+    error_propagate(errp, first);
+}

@@ -1,0 +1,441 @@
+/*
+ * COLO checkpointing and failover, in the migration-test framework.
+ *
+ * Both VMs run the framework's boot sector, which keeps dirtying its memory
+ * and prints a 'B' on its serial line after every pass.  A test migrates
+ * with x-colo, lets COLO checkpoint a few times, then makes one side take
+ * over and checks that the right COLO_EXIT comes out and that the survivor
+ * keeps running.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "migration/framework.h"
+#include "migration/migration-qmp.h"
+#include "migration/migration-util.h"
+#include "qobject/qdict.h"
+
+#define COLO_CHECKPOINTS_BEFORE_FAILOVER 3
+#define COLO_CHECKPOINT_DELAY_MS 300
+/* Generous: a 2-core host running two TCG guests. */
+#define COLO_WAIT_US (120 * G_USEC_PER_SEC)
+#define COLO_POLL_US (20 * 1000)
+
+static char *colo_tmpfs;
+
+typedef enum {
+    COLO_FAIL_PRIMARY,      /* the primary takes over: secondary lost */
+    COLO_FAIL_SECONDARY,    /* the secondary takes over: primary lost */
+} ColoSurvivor;
+
+typedef struct {
+    const char *machine;
+    bool multifd;
+    bool return_path;
+    ColoSurvivor survivor;
+    bool during_checkpoint; /* fail over while the secondary is stopped */
+} ColoTestCase;
+
+/* What one VM's QMP events told us. */
+typedef struct {
+    unsigned stops;
+    unsigned resumes;
+    bool exited;
+    char *exit_mode;
+    char *exit_reason;
+} ColoEvents;
+
+static bool colo_watch_events(QTestState *who, const char *name,
+                              QDict *event, void *opaque)
+{
+    ColoEvents *ev = opaque;
+
+    if (g_str_equal(name, "STOP")) {
+        ev->stops++;
+        return true;
+    }
+    if (g_str_equal(name, "RESUME")) {
+        ev->resumes++;
+        return true;
+    }
+    if (g_str_equal(name, "COLO_EXIT")) {
+        QDict *data = qdict_get_qdict(event, "data");
+
+        g_assert(!ev->exited);
+        ev->exited = true;
+        ev->exit_mode = g_strdup(qdict_get_str(data, "mode"));
+        ev->exit_reason = g_strdup(qdict_get_str(data, "reason"));
+        return true;
+    }
+    return false;
+}
+
+static void colo_events_free(ColoEvents *ev)
+{
+    g_free(ev->exit_mode);
+    g_free(ev->exit_reason);
+}
+
+/* Events arrive only while we talk to QEMU: poke it. */
+static void colo_pump_events(QTestState *who)
+{
+    qobject_unref(qtest_qmp(who, "{ 'execute': 'query-status' }"));
+}
+
+static unsigned colo_serial_passes(const char *side)
+{
+    g_autofree char *path = g_build_filename(colo_tmpfs, side, NULL);
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    unsigned passes = 0;
+
+    if (g_file_get_contents(path, &text, &len, NULL)) {
+        for (gsize i = 0; i < len; i++) {
+            passes += text[i] == 'B';
+        }
+    }
+    return passes;
+}
+
+/* The guest on @side completes at least one more pass over its memory. */
+static void colo_assert_progress(const char *side)
+{
+    unsigned before = colo_serial_passes(side);
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (colo_serial_passes(side) <= before) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+/* Each checkpoint stops and restarts the secondary VM. */
+static void colo_wait_checkpoint(QTestState *to, ColoEvents *ev)
+{
+    unsigned target = ev->resumes + 1;
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (ev->resumes < target) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_assert(!ev->exited);
+        colo_pump_events(to);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+static void colo_wait_stop(QTestState *to, ColoEvents *ev)
+{
+    unsigned target = ev->stops + 1;
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (ev->stops < target) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        colo_pump_events(to);
+        g_usleep(1000);
+    }
+}
+
+static void colo_wait_exit(QTestState *who, ColoEvents *ev)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (!ev->exited) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        colo_pump_events(who);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+static void colo_assert_status(QTestState *who, const char *mode,
+                               const char *last_mode, const char *reason)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(who,
+                                   "{ 'execute': 'query-colo-status' }");
+
+    g_assert_cmpstr(qdict_get_str(rsp, "mode"), ==, mode);
+    g_assert_cmpstr(qdict_get_str(rsp, "last-mode"), ==, last_mode);
+    g_assert_cmpstr(qdict_get_str(rsp, "reason"), ==, reason);
+    qobject_unref(rsp);
+}
+
+/* Both sides enter COLO a moment after the migration status says so. */
+static void colo_wait_mode(QTestState *who, const char *mode)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(who,
+                                       "{ 'execute': 'query-colo-status' }");
+        bool reached = g_str_equal(qdict_get_str(rsp, "mode"), mode);
+
+        if (reached) {
+            g_assert_cmpstr(qdict_get_str(rsp, "reason"), ==, "none");
+        }
+        qobject_unref(rsp);
+        if (reached) {
+            return;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+static void colo_lost_heartbeat(QTestState *who)
+{
+    qtest_qmp_assert_success(who,
+                             "{ 'execute': 'x-colo-lost-heartbeat' }");
+}
+
+/* Start both VMs, migrate with x-colo and wait until COLO runs. */
+static void colo_start(const ColoTestCase *tc, QTestState **from,
+                       QTestState **to, ColoEvents *src_ev,
+                       ColoEvents *dst_ev)
+{
+    /*
+     * Both VMs run on this host from the same boot disk; -snapshot keeps
+     * them from fighting over its image lock.
+     */
+    g_autofree char *machine = g_strdup_printf("-machine %s -snapshot",
+                                               tc->machine);
+    g_autofree char *uri = NULL;
+    MigrateStart args = {
+        .hide_stderr = true,
+        .oob = true,
+        .opts_source = machine,
+        .opts_target = machine,
+    };
+
+    args.caps[MIGRATION_CAPABILITY_X_COLO] = true;
+    args.caps[MIGRATION_CAPABILITY_RETURN_PATH] = tc->return_path;
+    args.caps[MIGRATION_CAPABILITY_MULTIFD] = tc->multifd;
+
+    /* Deferred: multifd parameters must be set before incoming starts. */
+    g_assert_cmpint(migrate_start(from, to, "defer", &args), ==, 0);
+    qtest_qmp_set_event_callback(*from, colo_watch_events, src_ev);
+    qtest_qmp_set_event_callback(*to, colo_watch_events, dst_ev);
+
+    if (tc->multifd) {
+        migrate_set_parameter_int(*from, "multifd-channels", 4);
+        migrate_set_parameter_int(*to, "multifd-channels", 4);
+    }
+    migrate_incoming_qmp(*to, "tcp:127.0.0.1:0", NULL, "{}");
+    migrate_set_parameter_int(*from, "x-checkpoint-delay",
+                              COLO_CHECKPOINT_DELAY_MS);
+    /* The guest dirties memory as fast as TCG lets it: allow a long stop. */
+    migrate_ensure_converge(*from);
+
+    colo_assert_progress("src_serial");
+    uri = migrate_get_connect_uri(*to);
+    migrate_qmp(*from, *to, uri, NULL, "{}");
+    wait_for_migration_status(*from, "colo", NULL);
+    colo_wait_mode(*from, "primary");
+    colo_wait_mode(*to, "secondary");
+}
+
+static void colo_test_failover(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to, *survivor, *lost;
+    ColoEvents *survivor_ev, *lost_ev;
+    const char *survivor_mode, *lost_mode, *survivor_serial;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+
+    for (int i = 0; i < COLO_CHECKPOINTS_BEFORE_FAILOVER; i++) {
+        colo_wait_checkpoint(to, &dst_ev);
+        colo_assert_progress("src_serial");
+        colo_assert_progress("dest_serial");
+    }
+    colo_assert_status(to, "secondary", "secondary", "none");
+
+    if (tc->survivor == COLO_FAIL_PRIMARY) {
+        survivor = from, lost = to;
+        survivor_ev = &src_ev, lost_ev = &dst_ev;
+        survivor_mode = "primary", lost_mode = "secondary";
+        survivor_serial = "src_serial";
+    } else {
+        survivor = to, lost = from;
+        survivor_ev = &dst_ev, lost_ev = &src_ev;
+        survivor_mode = "secondary", lost_mode = "primary";
+        survivor_serial = "dest_serial";
+    }
+
+    if (tc->during_checkpoint) {
+        colo_wait_stop(to, &dst_ev);
+    }
+    colo_lost_heartbeat(survivor);
+
+    colo_wait_exit(survivor, survivor_ev);
+    g_assert_cmpstr(survivor_ev->exit_mode, ==, survivor_mode);
+    g_assert_cmpstr(survivor_ev->exit_reason, ==, "request");
+    colo_assert_status(survivor, "none", survivor_mode, "request");
+
+    /* The other side lost its peer in turn and carries on too. */
+    colo_wait_exit(lost, lost_ev);
+    g_assert_cmpstr(lost_ev->exit_mode, ==, lost_mode);
+    g_assert_cmpstr(lost_ev->exit_reason, ==, "error");
+
+    colo_assert_progress(survivor_serial);
+    colo_assert_progress(survivor_serial);
+
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+/* A peer that dies ends COLO with reason error; the survivor runs on. */
+static void colo_test_peer_killed(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to, *survivor;
+    ColoEvents *survivor_ev;
+    const char *survivor_serial;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    if (tc->survivor == COLO_FAIL_PRIMARY) {
+        qtest_kill_qemu(to);
+        survivor = from, survivor_ev = &src_ev;
+        survivor_serial = "src_serial";
+    } else {
+        qtest_kill_qemu(from);
+        survivor = to, survivor_ev = &dst_ev;
+        survivor_serial = "dest_serial";
+    }
+
+    colo_wait_exit(survivor, survivor_ev);
+    g_assert_cmpstr(survivor_ev->exit_reason, ==, "error");
+    colo_assert_progress(survivor_serial);
+
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+static void colo_test_heartbeat_outside_colo(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    QDict *rsp = qtest_qmp_assert_failure_ref(qts,
+                                  "{ 'execute': 'x-colo-lost-heartbeat' }");
+
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "VM is not in COLO mode");
+    qobject_unref(rsp);
+    colo_assert_status(qts, "none", "none", "none");
+    qtest_quit(qts);
+}
+
+static void colo_test_postcopy_refused(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    QDict *rsp = qtest_qmp_assert_failure_ref(qts,
+        "{ 'execute': 'migrate-set-capabilities', 'arguments': "
+        "{ 'capabilities': [ { 'capability': 'x-colo', 'state': true },"
+        " { 'capability': 'postcopy-ram', 'state': true } ] } }");
+
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "COLO does not support postcopy");
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+static void colo_assert_caps_frozen(QTestState *who)
+{
+    QDict *rsp = qtest_qmp_assert_failure_ref(who,
+        "{ 'execute': 'migrate-set-capabilities', 'arguments': "
+        "{ 'capabilities': [ { 'capability': 'x-colo', 'state': false } ] } }");
+
+    g_assert(strstr(qdict_get_try_str(rsp, "desc"), "COLO") ||
+             strstr(qdict_get_try_str(rsp, "desc"), "in progress"));
+    qobject_unref(rsp);
+}
+
+/* Capabilities are frozen on both sides while COLO runs. */
+static void colo_test_capabilities_frozen(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    colo_assert_caps_frozen(from);
+    colo_assert_caps_frozen(to);
+
+    colo_lost_heartbeat(to);
+    colo_wait_exit(to, &dst_ev);
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+static void colo_add(const char *name, ColoTestCase tc,
+                     void (*fn)(const void *))
+{
+    g_autofree char *path = g_strdup_printf("/migration/colo/%s", name);
+    ColoTestCase *copy = g_memdup2(&tc, sizeof(tc));
+
+    qtest_add_data_func_full(path, copy, fn, g_free);
+}
+
+void migration_test_add_colo(MigrationTestEnv *env)
+{
+    static const struct {
+        const char *name;
+        bool multifd;
+    } transports[] = { { "plain", false }, { "multifd", true } };
+
+    if (!env->is_x86) {
+        return;
+    }
+    colo_tmpfs = env->tmpfs;
+
+    for (int t = 0; t < G_N_ELEMENTS(transports); t++) {
+        for (int during = 0; during < 2; during++) {
+            for (int s = 0; s < 2; s++) {
+                g_autofree char *name = g_strdup_printf("%s/%s_failover%s",
+                    transports[t].name, s ? "secondary" : "primary",
+                    during ? "_checkpoint" : "");
+
+                colo_add(name, (ColoTestCase) {
+                    .machine = "pc",
+                    .multifd = transports[t].multifd,
+                    .return_path = true,
+                    .survivor = s ? COLO_FAIL_SECONDARY : COLO_FAIL_PRIMARY,
+                    .during_checkpoint = during,
+                }, colo_test_failover);
+            }
+        }
+    }
+    colo_add("q35/primary_failover", (ColoTestCase) {
+        .machine = "q35", .survivor = COLO_FAIL_PRIMARY,
+    }, colo_test_failover);
+    colo_add("q35/secondary_failover", (ColoTestCase) {
+        .machine = "q35", .survivor = COLO_FAIL_SECONDARY,
+    }, colo_test_failover);
+    colo_add("no_return_path/secondary_failover", (ColoTestCase) {
+        .machine = "pc", .survivor = COLO_FAIL_SECONDARY,
+    }, colo_test_failover);
+
+    colo_add("errors/secondary_killed", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_PRIMARY,
+    }, colo_test_peer_killed);
+    colo_add("errors/primary_killed", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_SECONDARY,
+    }, colo_test_peer_killed);
+    colo_add("errors/capabilities_frozen", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_capabilities_frozen);
+    migration_test_add("/migration/colo/errors/heartbeat_outside_colo",
+                       colo_test_heartbeat_outside_colo);
+    migration_test_add("/migration/colo/errors/postcopy_refused",
+                       colo_test_postcopy_refused);
+}
