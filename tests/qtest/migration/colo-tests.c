@@ -182,6 +182,15 @@ static void colo_wait_mode(QTestState *who, const char *mode)
     }
 }
 
+static void colo_assert_heartbeat_refused(QTestState *who, const char *why)
+{
+    QDict *rsp = qtest_qmp_assert_failure_ref(who,
+                                  "{ 'execute': 'x-colo-lost-heartbeat' }");
+
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==, why);
+    qobject_unref(rsp);
+}
+
 static void colo_lost_heartbeat(QTestState *who)
 {
     qtest_qmp_assert_success(who,
@@ -280,6 +289,7 @@ static void colo_test_failover(const void *opaque)
 
     colo_assert_progress(survivor_serial);
     colo_assert_progress(survivor_serial);
+    colo_assert_heartbeat_refused(survivor, "VM is not in COLO mode");
 
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
@@ -320,14 +330,42 @@ static void colo_test_peer_killed(const void *opaque)
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
-    QDict *rsp = qtest_qmp_assert_failure_ref(qts,
-                                  "{ 'execute': 'x-colo-lost-heartbeat' }");
 
-    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
-                    "VM is not in COLO mode");
-    qobject_unref(rsp);
+    colo_assert_heartbeat_refused(qts, "VM is not in COLO mode");
     colo_assert_status(qts, "none", "none", "none");
     qtest_quit(qts);
+}
+
+/* Changing x-checkpoint-delay re-arms the primary's timer at once. */
+static void colo_test_delay_rearms(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    unsigned resumes;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    /* An hour away: no periodic checkpoint for now. */
+    migrate_set_parameter_int(from, "x-checkpoint-delay", 3600 * 1000);
+    colo_pump_events(to);
+    resumes = dst_ev.resumes;
+    g_usleep(3 * G_USEC_PER_SEC);
+    colo_pump_events(to);
+    g_assert_cmpuint(dst_ev.resumes, <=, resumes + 1);
+
+    /* Short again: the next one comes without waiting out the hour. */
+    migrate_set_parameter_int(from, "x-checkpoint-delay",
+                              COLO_CHECKPOINT_DELAY_MS);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    colo_lost_heartbeat(from);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
 }
 
 static void colo_test_postcopy_refused(void)
@@ -431,6 +469,9 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "pc", .return_path = true,
         .survivor = COLO_FAIL_SECONDARY,
     }, colo_test_peer_killed);
+    colo_add("errors/delay_rearms_timer", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_delay_rearms);
     colo_add("errors/capabilities_frozen", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_capabilities_frozen);
