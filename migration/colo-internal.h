@@ -18,6 +18,13 @@
  */
 #define COLO_MAX_DEVICE_STATE (256 * MiB)
 
+/*
+ * A peer that moves no byte for this long while we wait on it is lost.
+ * Heartbeats keep an idle but healthy primary well inside it.
+ */
+#define COLO_PEER_TIMEOUT_MS 10000
+#define COLO_HEARTBEAT_MS 1000
+
 /* --- colo.c: the COLO mode and its exit ------------------------------- */
 
 /* This process now runs COLO as @mode. */
@@ -48,10 +55,28 @@ bool colo_request_failover(COLOExitReason why, Error **errp);
 bool colo_send_message(QEMUFile *f, COLOMessage msg, Error **errp);
 bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
                      Error **errp);
-/* Read one message; anything but @expected is a protocol error. */
+/*
+ * Read one message; anything but @expected is a protocol error.  Heartbeats
+ * from the primary may come first and are skipped.
+ */
 bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp);
 bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,
                         Error **errp);
+
+/* --- colo-watchdog.c: noticing a hung peer ------------------------------ */
+
+typedef struct ColoWatchdog ColoWatchdog;
+
+/*
+ * Watch the connection under @f.  NULL (with a warning) when it is not a
+ * TCP socket; the other functions accept NULL and do nothing.
+ */
+ColoWatchdog *colo_watchdog_start(QEMUFile *f);
+/* The side now waits on its peer: time out if the peer goes quiet. */
+void colo_watchdog_arm(ColoWatchdog *wd);
+/* The side waits on nothing the peer owes it. */
+void colo_watchdog_disarm(ColoWatchdog *wd);
+void colo_watchdog_stop(ColoWatchdog *wd);
 
 /* --- colo-primary.c ------------------------------------------------------ */
 

@@ -52,8 +52,10 @@ typedef struct ColoPrimary {
     QEMUFile *devfile;
     uint64_t checkpoints;
 
+    ColoWatchdog *watchdog;
+
     /* Shared with other threads. */
-    QemuEvent wake;             /* a checkpoint or a failover is due */
+    QemuSemaphore wake;         /* a checkpoint or a failover may be due */
     bool checkpoint_wanted;     /* atomic */
     QemuMutex io_lock;
     bool io_open;               /* guarded by io_lock: the files are usable */
@@ -63,14 +65,14 @@ static ColoPrimary primary;
 
 static void __attribute__((constructor)) colo_primary_init_once(void)
 {
-    qemu_event_init(&primary.wake, false);
+    qemu_sem_init(&primary.wake, 0);
     qemu_mutex_init(&primary.io_lock);
 }
 
 void colo_primary_request_checkpoint(void)
 {
     qatomic_set(&primary.checkpoint_wanted, true);
-    qemu_event_set(&primary.wake);
+    qemu_sem_post(&primary.wake);
 }
 
 static void colo_primary_timer_fired(void *opaque)
@@ -106,7 +108,7 @@ static void colo_primary_unblock(void *opaque)
             qemu_file_shutdown(p->to_svm);
         }
     }
-    qemu_event_set(&p->wake);
+    qemu_sem_post(&p->wake);
 }
 
 /* --- one checkpoint ------------------------------------------------------ */
@@ -226,11 +228,13 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
     bool ok;
 
     trace_colo_checkpoint_begin(p->checkpoints + 1);
+    colo_watchdog_arm(p->watchdog);
     ok = colo_primary_handshake(p, errp) &&
          colo_primary_stop_vm(p, errp) &&
          colo_primary_save(p, errp) &&
          colo_primary_send_devices(p, errp) &&
          colo_primary_await_ack(p, errp);
+    colo_watchdog_disarm(p->watchdog);
     if (ok) {
         uint64_t device_bytes = p->devbuf->usage;
 
@@ -251,10 +255,12 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
 {
     ERRP_GUARD();
 
+    colo_watchdog_arm(p->watchdog);
     if (!colo_receive_message(p->from_svm, COLO_MESSAGE_CHECKPOINT_READY,
                               errp)) {
         return false;
     }
+    colo_watchdog_disarm(p->watchdog);
 
     BQL_LOCK_GUARD();
     replication_start_all(REPLICATION_MODE_PRIMARY, errp);
@@ -270,7 +276,6 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
 static bool colo_primary_loop(ColoPrimary *p, Error **errp)
 {
     for (;;) {
-        qemu_event_reset(&p->wake);
         if (colo_failover_pending()) {
             return true;
         }
@@ -280,7 +285,11 @@ static bool colo_primary_loop(ColoPrimary *p, Error **errp)
             }
             continue;
         }
-        qemu_event_wait(&p->wake);
+        /* Quiet for a while: tell the secondary we are still here. */
+        if (qemu_sem_timedwait(&p->wake, COLO_HEARTBEAT_MS) != 0 &&
+            !colo_send_message(p->to_svm, COLO_MESSAGE_HEARTBEAT, errp)) {
+            return false;
+        }
     }
 }
 
@@ -314,6 +323,9 @@ static void colo_primary_run(ColoPrimary *p)
             colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
         }
     }
+    /* Nothing is owed by the peer any more. */
+    colo_watchdog_stop(p->watchdog);
+    p->watchdog = NULL;
     colo_primary_take_over(p);
 }
 
@@ -337,6 +349,7 @@ static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
     p->timer = timer_new_ms(QEMU_CLOCK_HOST, colo_primary_timer_fired, p);
     colo_mode_enter(COLO_MODE_PRIMARY);
     colo_failover_reset(colo_primary_unblock, p);
+    p->watchdog = colo_watchdog_start(p->to_svm);
 }
 
 static void colo_primary_teardown(ColoPrimary *p)

@@ -49,6 +49,7 @@ typedef struct ColoSecondary {
     QEMUFile *to_pvm;           /* its return path */
     uint64_t checkpoints;
     bool state_broken;          /* a checkpoint was applied only in part */
+    ColoWatchdog *watchdog;     /* always armed: the primary owes heartbeats */
 
     QemuMutex io_lock;
     bool io_open;               /* guarded by io_lock: the files are usable */
@@ -294,6 +295,8 @@ static void colo_secondary_setup(ColoSecondary *sec)
     }
     colo_mode_enter(COLO_MODE_SECONDARY);
     colo_failover_reset(colo_secondary_unblock, sec);
+    sec->watchdog = colo_watchdog_start(sec->from_pvm);
+    colo_watchdog_arm(sec->watchdog);
 }
 
 static void colo_secondary_teardown(ColoSecondary *sec)
@@ -325,6 +328,9 @@ static void *colo_secondary_thread(void *opaque)
             colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
         }
     }
+    /* Nothing is owed by the peer any more. */
+    colo_watchdog_stop(sec->watchdog);
+    sec->watchdog = NULL;
     colo_secondary_take_over(sec);
     colo_secondary_teardown(sec);
     rcu_unregister_thread();

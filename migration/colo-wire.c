@@ -3,7 +3,8 @@
  *
  * Both directions carry big-endian 32-bit COLOMessage codes; a message that
  * carries a value is followed by a big-endian 64-bit value.  Every send is
- * flushed at once: the peer is waiting for it.
+ * flushed at once: the peer is waiting for it.  Between checkpoints the
+ * primary sends heartbeats, which receivers skip.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -51,17 +52,21 @@ bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
 
 bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp)
 {
-    uint32_t got = qemu_get_be32(f);
+    uint32_t got;
 
-    if (!colo_file_ok(f, "receive", expected, errp)) {
-        return false;
-    }
-    if (got >= COLO_MESSAGE__MAX) {
-        error_setg(errp, "COLO: invalid message 0x%" PRIx32 " while waiting "
-                   "for %s", got, COLOMessage_str(expected));
-        return false;
-    }
-    trace_colo_receive_message(COLOMessage_str(got));
+    do {
+        got = qemu_get_be32(f);
+        if (!colo_file_ok(f, "receive", expected, errp)) {
+            return false;
+        }
+        if (got >= COLO_MESSAGE__MAX) {
+            error_setg(errp, "COLO: invalid message 0x%" PRIx32 " while "
+                       "waiting for %s", got, COLOMessage_str(expected));
+            return false;
+        }
+        trace_colo_receive_message(COLOMessage_str(got));
+    } while (got == COLO_MESSAGE_HEARTBEAT && expected != got);
+
     if (got != expected) {
         error_setg(errp, "COLO: received %s while waiting for %s",
                    COLOMessage_str(got), COLOMessage_str(expected));

@@ -327,6 +327,41 @@ static void colo_test_peer_killed(const void *opaque)
     colo_events_free(&dst_ev);
 }
 
+/*
+ * A peer that hangs (its process is stopped, its kernel keeps the
+ * connection up) is noticed; COLO ends with reason error, the survivor
+ * runs on and answers QMP throughout.
+ */
+static void colo_test_peer_hung(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to, *survivor, *hung;
+    ColoEvents *survivor_ev;
+    const char *survivor_serial;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    if (tc->survivor == COLO_FAIL_PRIMARY) {
+        survivor = from, hung = to;
+        survivor_ev = &src_ev, survivor_serial = "src_serial";
+    } else {
+        survivor = to, hung = from;
+        survivor_ev = &dst_ev, survivor_serial = "dest_serial";
+    }
+    g_assert_cmpint(kill(qtest_pid(hung), SIGSTOP), ==, 0);
+
+    colo_wait_exit(survivor, survivor_ev);
+    g_assert_cmpstr(survivor_ev->exit_reason, ==, "error");
+    colo_assert_progress(survivor_serial);
+
+    g_assert_cmpint(kill(qtest_pid(hung), SIGCONT), ==, 0);
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
@@ -469,6 +504,14 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "pc", .return_path = true,
         .survivor = COLO_FAIL_SECONDARY,
     }, colo_test_peer_killed);
+    colo_add("errors/secondary_hung", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_PRIMARY,
+    }, colo_test_peer_hung);
+    colo_add("errors/primary_hung", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_SECONDARY,
+    }, colo_test_peer_hung);
     colo_add("errors/delay_rearms_timer", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_delay_rearms);

@@ -1,0 +1,163 @@
+/*
+ * COLO peer watchdog: notices a peer that stopped answering.
+ *
+ * A dead peer host shows up as a TCP error, but a hung peer process does
+ * not: its kernel goes on acknowledging what we send.  So while a side
+ * waits on its peer, the watchdog samples the kernel's byte counters of the
+ * migration socket (bytes received plus bytes the peer acknowledged).  When
+ * neither moves for COLO_PEER_TIMEOUT_MS, the peer is declared lost and a
+ * failover with reason "error" is requested; that unblocks the side's I/O.
+ * The primary sends heartbeats while no checkpoint is due, so the secondary
+ * always expects traffic.
+ *
+ * The watchdog has its own thread: the side may be blocked on the peer
+ * while holding the BQL, and a main-loop timer would then never fire.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/atomic.h"
+#include "qemu/error-report.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "io/channel-socket.h"
+#include "io/channel-tls.h"
+#include "colo-internal.h"
+#include "trace.h"
+
+#ifdef CONFIG_LINUX
+#include <netinet/tcp.h>
+
+/*
+ * The kernel's struct tcp_info goes on past the part glibc declares; its
+ * layout only ever grows at the end, and these are the fields that follow.
+ * (linux/tcp.h cannot be included beside netinet/tcp.h.)
+ */
+struct colo_tcp_info {
+    struct tcp_info base;
+    uint64_t pacing_rate;
+    uint64_t max_pacing_rate;
+    uint64_t bytes_acked;
+    uint64_t bytes_received;
+};
+QEMU_BUILD_BUG_ON(sizeof(struct tcp_info) % 8 != 0);
+#endif
+
+#define COLO_WATCHDOG_TICK_MS 250
+
+struct ColoWatchdog {
+    QemuThread thread;
+    QemuSemaphore stop;
+    int fd;                     /* the TCP socket under the migration stream */
+    int64_t armed_since;        /* atomic; 0 while the side is not waiting */
+};
+
+/* The socket under @ioc, looking through TLS; -1 if it is not a socket. */
+static int colo_watchdog_socket_fd(QIOChannel *ioc)
+{
+    if (object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_TLS)) {
+        ioc = QIO_CHANNEL_TLS(ioc)->master;
+    }
+    if (object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_SOCKET)) {
+        return QIO_CHANNEL_SOCKET(ioc)->fd;
+    }
+    return -1;
+}
+
+/* Bytes that crossed the connection either way; false if unknown. */
+static bool colo_watchdog_sample(int fd, uint64_t *bytes)
+{
+#if defined(CONFIG_LINUX) && defined(TCP_INFO)
+    struct colo_tcp_info info = { 0 };
+    socklen_t len = sizeof(info);
+
+    /* An older kernel fills less: then we cannot tell. */
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+        len < sizeof(info)) {
+        return false;
+    }
+    *bytes = info.bytes_acked + info.bytes_received;
+    return true;
+#else
+    return false;
+#endif
+}
+
+static void *colo_watchdog_thread(void *opaque)
+{
+    ColoWatchdog *wd = opaque;
+    uint64_t last = 0, now_bytes;
+    int64_t last_change = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+    while (qemu_sem_timedwait(&wd->stop, COLO_WATCHDOG_TICK_MS) != 0) {
+        int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+        int64_t armed = qatomic_read(&wd->armed_since);
+
+        if (!colo_watchdog_sample(wd->fd, &now_bytes)) {
+            continue;
+        }
+        if (now_bytes != last) {
+            last = now_bytes;
+            last_change = now;
+            continue;
+        }
+        if (!armed) {
+            continue;
+        }
+        /* Waiting counts only from when the side began to wait. */
+        if (now - MAX(last_change, armed) >= COLO_PEER_TIMEOUT_MS) {
+            trace_colo_watchdog_peer_lost(now - MAX(last_change, armed));
+            error_report("COLO: no sign of life from the peer for %d s",
+                         COLO_PEER_TIMEOUT_MS / 1000);
+            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+            break;
+        }
+    }
+    return NULL;
+}
+
+ColoWatchdog *colo_watchdog_start(QEMUFile *f)
+{
+    int fd = colo_watchdog_socket_fd(qemu_file_get_ioc(f));
+    ColoWatchdog *wd;
+    uint64_t bytes;
+
+    if (fd < 0 || !colo_watchdog_sample(fd, &bytes)) {
+        warn_report("COLO: the migration channel is not a TCP socket; "
+                    "a hung peer will not be noticed");
+        return NULL;
+    }
+    wd = g_new0(ColoWatchdog, 1);
+    wd->fd = fd;
+    qemu_sem_init(&wd->stop, 0);
+    qemu_thread_create(&wd->thread, "colo-watchdog", colo_watchdog_thread,
+                       wd, QEMU_THREAD_JOINABLE);
+    return wd;
+}
+
+void colo_watchdog_arm(ColoWatchdog *wd)
+{
+    if (wd) {
+        qatomic_set(&wd->armed_since,
+                    qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
+    }
+}
+
+void colo_watchdog_disarm(ColoWatchdog *wd)
+{
+    if (wd) {
+        qatomic_set(&wd->armed_since, 0);
+    }
+}
+
+void colo_watchdog_stop(ColoWatchdog *wd)
+{
+    if (!wd) {
+        return;
+    }
+    qemu_sem_post(&wd->stop);
+    qemu_thread_join(&wd->thread);
+    qemu_sem_destroy(&wd->stop);
+    g_free(wd);
+}
