@@ -22,6 +22,8 @@
 /* Generous: a 2-core host running two TCG guests. */
 #define COLO_WAIT_US (120 * G_USEC_PER_SEC)
 #define COLO_POLL_US (20 * 1000)
+/* How long a silent peer is given before COLO gives up on it. */
+#define COLO_PEER_TIMEOUT_US (10 * G_USEC_PER_SEC)
 
 static char *colo_tmpfs;
 
@@ -291,7 +293,12 @@ static void colo_test_failover(const void *opaque)
     colo_assert_progress(survivor_serial);
     colo_assert_heartbeat_refused(survivor, "VM is not in COLO mode");
 
-    migrate_end(from, to, false);
+    /*
+     * Whichever side survived, the secondary's RAM must be one the guest
+     * could have produced: a checkpoint plus its own run, never a mix of
+     * pages from different moments.
+     */
+    migrate_end(from, to, true);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
 }
@@ -357,6 +364,39 @@ static void colo_test_peer_hung(const void *opaque)
     colo_assert_progress(survivor_serial);
 
     g_assert_cmpint(kill(qtest_pid(hung), SIGCONT), ==, 0);
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+/*
+ * yank unsticks a primary blocked on a hung secondary in the middle of a
+ * checkpoint, long before the watchdog would.
+ */
+static void colo_test_yank_unblocks(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    gint64 yanked;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_stop(to, &dst_ev);
+    g_assert_cmpint(kill(qtest_pid(to), SIGSTOP), ==, 0);
+
+    /* Out of band: the primary may hold the BQL while it is stuck. */
+    yanked = g_get_monotonic_time();
+    qtest_qmp_assert_success(from, "{ 'exec-oob': 'yank', 'id': 'yank0', "
+                             "'arguments': { 'instances': "
+                             "[ { 'type': 'migration' } ] } }");
+    colo_wait_exit(from, &src_ev);
+    g_assert_cmpint(g_get_monotonic_time() - yanked, <,
+                    COLO_PEER_TIMEOUT_US / 2);
+    g_assert_cmpstr(src_ev.exit_reason, ==, "error");
+    colo_assert_progress("src_serial");
+
+    g_assert_cmpint(kill(qtest_pid(to), SIGCONT), ==, 0);
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
@@ -512,6 +552,10 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "pc", .return_path = true,
         .survivor = COLO_FAIL_SECONDARY,
     }, colo_test_peer_hung);
+    colo_add("errors/yank_unblocks_primary", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_PRIMARY,
+    }, colo_test_yank_unblocks);
     colo_add("errors/delay_rearms_timer", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_delay_rearms);
