@@ -318,6 +318,10 @@ static void colo_primary_run(ColoPrimary *p)
         if (colo_failover_pending()) {
             /* The failure is the unblocking of our I/O by the failover. */
             error_free(err);
+        } else if (qatomic_read(&p->s->state) == MIGRATION_STATUS_CANCELLING) {
+            /* migrate_cancel cut the connection: the user let go of it. */
+            error_free(err);
+            colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
         } else {
             error_report_err(err);
             colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
@@ -370,6 +374,7 @@ static void colo_primary_teardown(ColoPrimary *p)
     if (rp) {
         qemu_fclose(rp);
     }
+    /* A migrate_cancel leaves CANCELLING for the core to finish. */
     migrate_set_state(&s->state, MIGRATION_STATUS_COLO,
                       MIGRATION_STATUS_COMPLETED);
     colo_mode_exit();

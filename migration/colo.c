@@ -185,6 +185,18 @@ bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
     return true;
 }
 
+bool colo_check_migration(Error **errp)
+{
+    /* Only the plain multifd receive path knows the COLO RAM cache. */
+    if (migrate_multifd() &&
+        migrate_multifd_compression() != MULTIFD_COMPRESSION_NONE) {
+        error_setg(errp, "COLO does not support multifd compression");
+        error_append_hint(errp, "Set multifd-compression to none.\n");
+        return false;
+    }
+    return true;
+}
+
 void colo_shutdown(void)
 {
     /* QEMU is exiting: let the side's thread wind down without a peer. */

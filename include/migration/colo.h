@@ -58,4 +58,7 @@ void colo_checkpoint_request(void);
 bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
                              Error **errp);
 
+/* Refuse to start an x-colo migration with settings COLO cannot run. */
+bool colo_check_migration(Error **errp);
+
 #endif /* MIGRATION_COLO_H */

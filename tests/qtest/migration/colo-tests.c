@@ -16,6 +16,9 @@
 #include "migration/migration-qmp.h"
 #include "migration/migration-util.h"
 #include "qobject/qdict.h"
+#include "qemu/atomic.h"
+#include <poll.h>
+#include <netinet/in.h>
 
 #define COLO_CHECKPOINTS_BEFORE_FAILOVER 3
 #define COLO_CHECKPOINT_DELAY_MS 300
@@ -199,10 +202,10 @@ static void colo_lost_heartbeat(QTestState *who)
                              "{ 'execute': 'x-colo-lost-heartbeat' }");
 }
 
-/* Start both VMs, migrate with x-colo and wait until COLO runs. */
-static void colo_start(const ColoTestCase *tc, QTestState **from,
-                       QTestState **to, ColoEvents *src_ev,
-                       ColoEvents *dst_ev)
+/* Start both VMs, ready to migrate with x-colo. */
+static void colo_prepare(const ColoTestCase *tc, QTestState **from,
+                         QTestState **to, ColoEvents *src_ev,
+                         ColoEvents *dst_ev)
 {
     /*
      * Both VMs run on this host from the same boot disk; -snapshot keeps
@@ -210,7 +213,6 @@ static void colo_start(const ColoTestCase *tc, QTestState **from,
      */
     g_autofree char *machine = g_strdup_printf("-machine %s -snapshot",
                                                tc->machine);
-    g_autofree char *uri = NULL;
     MigrateStart args = {
         .hide_stderr = true,
         .oob = true,
@@ -238,11 +240,26 @@ static void colo_start(const ColoTestCase *tc, QTestState **from,
     migrate_ensure_converge(*from);
 
     colo_assert_progress("src_serial");
+}
+
+/* Migrate to @uri and wait until both sides run COLO. */
+static void colo_migrate(QTestState *from, QTestState *to, const char *uri)
+{
+    migrate_qmp(from, to, uri, NULL, "{}");
+    wait_for_migration_status(from, "colo", NULL);
+    colo_wait_mode(from, "primary");
+    colo_wait_mode(to, "secondary");
+}
+
+static void colo_start(const ColoTestCase *tc, QTestState **from,
+                       QTestState **to, ColoEvents *src_ev,
+                       ColoEvents *dst_ev)
+{
+    g_autofree char *uri = NULL;
+
+    colo_prepare(tc, from, to, src_ev, dst_ev);
     uri = migrate_get_connect_uri(*to);
-    migrate_qmp(*from, *to, uri, NULL, "{}");
-    wait_for_migration_status(*from, "colo", NULL);
-    colo_wait_mode(*from, "primary");
-    colo_wait_mode(*to, "secondary");
+    colo_migrate(*from, *to, uri);
 }
 
 static void colo_test_failover(const void *opaque)
@@ -402,6 +419,156 @@ static void colo_test_yank_unblocks(const void *opaque)
     colo_events_free(&dst_ev);
 }
 
+/*
+ * A TCP relay between the primary and the secondary that can slip garbage
+ * into the secondary-to-primary direction.
+ */
+typedef struct {
+    int listen_fd;
+    int dst_port;
+    int inject;                 /* atomic: send garbage to the primary once */
+    GThread *thread;
+} ColoRelay;
+
+static int colo_relay_forward(int from, int to)
+{
+    char buf[64 * 1024];
+    ssize_t n = read(from, buf, sizeof(buf));
+
+    if (n <= 0) {
+        return -1;
+    }
+    for (ssize_t done = 0; done < n;) {
+        ssize_t w = write(to, buf + done, n - done);
+
+        if (w <= 0) {
+            return -1;
+        }
+        done += w;
+    }
+    return 0;
+}
+
+static gpointer colo_relay_run(gpointer opaque)
+{
+    ColoRelay *r = opaque;
+    struct sockaddr_in dst = {
+        .sin_family = AF_INET,
+        .sin_port = htons(r->dst_port),
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    };
+    int src = accept(r->listen_fd, NULL, NULL);
+    int out = socket(AF_INET, SOCK_STREAM, 0);
+
+    g_assert_cmpint(src, >=, 0);
+    g_assert_cmpint(connect(out, (struct sockaddr *)&dst, sizeof(dst)), ==, 0);
+    for (;;) {
+        struct pollfd fds[2] = {
+            { .fd = src, .events = POLLIN },
+            { .fd = out, .events = POLLIN },
+        };
+
+        if (qatomic_xchg(&r->inject, 0)) {
+            static const char garbage[] = "\xde\xad\xbe\xef not a message";
+
+            g_assert_cmpint(write(src, garbage, sizeof(garbage)), ==,
+                            sizeof(garbage));
+        }
+        if (poll(fds, 2, 50) < 0) {
+            break;
+        }
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            colo_relay_forward(src, out) < 0) {
+            break;
+        }
+        if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            colo_relay_forward(out, src) < 0) {
+            break;
+        }
+    }
+    close(src);
+    close(out);
+    return NULL;
+}
+
+static char *colo_relay_start(ColoRelay *r, QTestState *to)
+{
+    g_autofree char *dst_uri = migrate_get_connect_uri(to);
+    const char *port = strrchr(dst_uri, ':');
+    struct sockaddr_in addr = {
+        .sin_family = AF_INET,
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    };
+    socklen_t len = sizeof(addr);
+
+    g_assert(port);
+    r->dst_port = atoi(port + 1);
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    g_assert_cmpint(bind(r->listen_fd, (struct sockaddr *)&addr,
+                         sizeof(addr)), ==, 0);
+    g_assert_cmpint(listen(r->listen_fd, 1), ==, 0);
+    g_assert_cmpint(getsockname(r->listen_fd, (struct sockaddr *)&addr,
+                                &len), ==, 0);
+    r->thread = g_thread_new("colo-relay", colo_relay_run, r);
+    return g_strdup_printf("tcp:127.0.0.1:%d", ntohs(addr.sin_port));
+}
+
+static void colo_relay_stop(ColoRelay *r)
+{
+    g_thread_join(r->thread);
+    close(r->listen_fd);
+}
+
+/* The primary receives garbage instead of a message: COLO ends, it runs on. */
+static void colo_test_garbage_from_secondary(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to;
+    g_autofree char *relay_uri = NULL;
+
+    colo_prepare(tc, &from, &to, &src_ev, &dst_ev);
+    relay_uri = colo_relay_start(&relay, to);
+    colo_migrate(from, to, relay_uri);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    qatomic_set(&relay.inject, 1);
+    colo_wait_exit(from, &src_ev);
+    g_assert_cmpstr(src_ev.exit_reason, ==, "error");
+    colo_assert_progress("src_serial");
+    colo_wait_exit(to, &dst_ev);
+    g_assert_cmpstr(dst_ev.exit_reason, ==, "error");
+
+    migrate_end(from, to, true);
+    colo_relay_stop(&relay);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+/* migrate_cancel on the primary ends COLO as a request; the PVM runs on. */
+static void colo_test_migrate_cancel(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    migrate_cancel(from);
+    colo_wait_exit(from, &src_ev);
+    g_assert_cmpstr(src_ev.exit_reason, ==, "request");
+    wait_for_migration_status(from, "cancelled", NULL);
+    colo_assert_progress("src_serial");
+    colo_wait_exit(to, &dst_ev);
+    g_assert_cmpstr(dst_ev.exit_reason, ==, "error");
+
+    migrate_end(from, to, true);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
@@ -466,6 +633,23 @@ static void colo_assert_caps_frozen(QTestState *who)
     g_assert(strstr(qdict_get_try_str(rsp, "desc"), "COLO") ||
              strstr(qdict_get_try_str(rsp, "desc"), "in progress"));
     qobject_unref(rsp);
+}
+
+static void colo_test_multifd_compression_refused(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    QDict *rsp;
+
+    migrate_set_capability(qts, "x-colo", true);
+    migrate_set_capability(qts, "multifd", true);
+    migrate_set_parameter_str(qts, "multifd-compression", "zlib");
+    rsp = qtest_qmp_assert_failure_ref(qts,
+        "{ 'execute': 'migrate', 'arguments': "
+        "{ 'uri': 'tcp:127.0.0.1:1' } }");
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "COLO does not support multifd compression");
+    qobject_unref(rsp);
+    qtest_quit(qts);
 }
 
 /* Capabilities are frozen on both sides while COLO runs. */
@@ -556,6 +740,12 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "pc", .return_path = true,
         .survivor = COLO_FAIL_PRIMARY,
     }, colo_test_yank_unblocks);
+    colo_add("errors/garbage_from_secondary", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_garbage_from_secondary);
+    colo_add("errors/migrate_cancel", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_migrate_cancel);
     colo_add("errors/delay_rearms_timer", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_delay_rearms);
@@ -566,4 +756,6 @@ void migration_test_add_colo(MigrationTestEnv *env)
                        colo_test_heartbeat_outside_colo);
     migration_test_add("/migration/colo/errors/postcopy_refused",
                        colo_test_postcopy_refused);
+    migration_test_add("/migration/colo/errors/multifd_compression_refused",
+                       colo_test_multifd_compression_refused);
 }
