@@ -20,36 +20,10 @@ enum colo_event {
     COLO_EVENT_FAILOVER,    /* this side runs alone from now on */
 };
 
-/* Primary side: the first migration finished; enter the checkpoint loop. */
-void migrate_start_colo_process(MigrationState *s);
-
-/* True while the outgoing side is in the COLO migration state. */
-bool migration_in_colo_state(void);
-
-/*
- * Incoming side.  The peer announces COLO in the migration stream; enabling
- * it makes the first load prepare the RAM cache the checkpoints go through.
- */
-int migration_incoming_enable_colo(Error **errp);
-void migration_incoming_disable_colo(void);
-bool migration_incoming_colo_enabled(void);
-bool migration_incoming_in_colo_state(void);
-
-/* The incoming coroutine hands over to the secondary's checkpoint loop. */
-void coroutine_fn colo_incoming_co(void);
-
-/* x-checkpoint-delay changed: re-arm the primary's checkpoint timer. */
-void colo_checkpoint_delay_set(void);
+/* --- Both sides ------------------------------------------------------- */
 
 /* QEMU is shutting down: leave COLO and stop its threads. */
 void colo_shutdown(void);
-
-/*
- * Ask the primary for a checkpoint as soon as possible, for example because
- * the two VMs' outputs differ.  Callable from any thread; does nothing
- * unless this process is a COLO primary.
- */
-void colo_checkpoint_request(void);
 
 /*
  * Refuse capability sets COLO cannot run with, and any change while COLO
@@ -58,7 +32,40 @@ void colo_checkpoint_request(void);
 bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
                              Error **errp);
 
+/* --- Primary (outgoing) side ------------------------------------------ */
+
 /* Refuse to start an x-colo migration with settings COLO cannot run. */
 bool colo_check_migration(Error **errp);
+
+/* The first migration finished: run the checkpoint loop until failover. */
+void migrate_start_colo_process(MigrationState *s);
+
+/* True while the outgoing migration is in the COLO state. */
+bool migration_in_colo_state(void);
+
+/* x-checkpoint-delay changed: re-arm the primary's checkpoint timer. */
+void colo_checkpoint_delay_set(void);
+
+/*
+ * Ask the primary for a checkpoint as soon as possible, for example because
+ * the two VMs' outputs differ.  Callable from any thread; does nothing
+ * unless this process is a COLO primary.
+ */
+void colo_checkpoint_request(void);
+
+/* --- Secondary (incoming) side ---------------------------------------- */
+
+/*
+ * The peer announces COLO in the migration stream; enabling it makes the
+ * first load prepare the RAM cache the checkpoints go through.
+ */
+int migration_incoming_enable_colo(Error **errp);
+void migration_incoming_disable_colo(void);
+bool migration_incoming_colo_enabled(void);
+/* True while the incoming migration is in the COLO state. */
+bool migration_incoming_in_colo_state(void);
+
+/* The incoming coroutine hands over to the secondary's checkpoint loop. */
+void coroutine_fn colo_incoming_co(void);
 
 #endif /* MIGRATION_COLO_H */

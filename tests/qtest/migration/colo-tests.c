@@ -41,6 +41,7 @@ typedef struct {
     bool return_path;
     ColoSurvivor survivor;
     bool during_checkpoint; /* fail over while the secondary is stopped */
+    bool hmp;               /* fail over through the human monitor */
 } ColoTestCase;
 
 /* What one VM's QMP events told us. */
@@ -196,8 +197,14 @@ static void colo_assert_heartbeat_refused(QTestState *who, const char *why)
     qobject_unref(rsp);
 }
 
-static void colo_lost_heartbeat(QTestState *who)
+static void colo_lost_heartbeat(QTestState *who, bool hmp)
 {
+    if (hmp) {
+        g_autofree char *out = qtest_hmp(who, "x_colo_lost_heartbeat");
+
+        g_assert_cmpstr(out, ==, "");
+        return;
+    }
     qtest_qmp_assert_success(who,
                              "{ 'execute': 'x-colo-lost-heartbeat' }");
 }
@@ -294,7 +301,7 @@ static void colo_test_failover(const void *opaque)
     if (tc->during_checkpoint) {
         colo_wait_stop(to, &dst_ev);
     }
-    colo_lost_heartbeat(survivor);
+    colo_lost_heartbeat(survivor, tc->hmp);
 
     colo_wait_exit(survivor, survivor_ev);
     g_assert_cmpstr(survivor_ev->exit_mode, ==, survivor_mode);
@@ -572,7 +579,9 @@ static void colo_test_migrate_cancel(const void *opaque)
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
+    g_autofree char *hmp = qtest_hmp(qts, "x_colo_lost_heartbeat");
 
+    g_assert(strstr(hmp, "VM is not in COLO mode"));
     colo_assert_heartbeat_refused(qts, "VM is not in COLO mode");
     colo_assert_status(qts, "none", "none", "none");
     qtest_quit(qts);
@@ -603,7 +612,7 @@ static void colo_test_delay_rearms(const void *opaque)
     colo_wait_checkpoint(to, &dst_ev);
     colo_wait_checkpoint(to, &dst_ev);
 
-    colo_lost_heartbeat(from);
+    colo_lost_heartbeat(from, false);
     colo_wait_exit(from, &src_ev);
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
@@ -665,7 +674,7 @@ static void colo_test_capabilities_frozen(const void *opaque)
     colo_assert_caps_frozen(from);
     colo_assert_caps_frozen(to);
 
-    colo_lost_heartbeat(to);
+    colo_lost_heartbeat(to, false);
     colo_wait_exit(to, &dst_ev);
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
@@ -714,7 +723,7 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "q35", .survivor = COLO_FAIL_PRIMARY,
     }, colo_test_failover);
     colo_add("q35/secondary_failover", (ColoTestCase) {
-        .machine = "q35", .survivor = COLO_FAIL_SECONDARY,
+        .machine = "q35", .survivor = COLO_FAIL_SECONDARY, .hmp = true,
     }, colo_test_failover);
     colo_add("no_return_path/secondary_failover", (ColoTestCase) {
         .machine = "pc", .survivor = COLO_FAIL_SECONDARY,
