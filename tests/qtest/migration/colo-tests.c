@@ -576,6 +576,49 @@ static void colo_test_migrate_cancel(const void *opaque)
     colo_events_free(&dst_ev);
 }
 
+/*
+ * cont is refused while a checkpoint holds the PVM stopped.  The primary
+ * saves with the BQL held and waits for the secondary's acknowledgement
+ * without it, so a cont sent as the PVM stops is handled during that
+ * wait; a few checkpoints are enough to catch one.
+ */
+static void colo_test_cont_refused(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    int refused = 0;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    for (int i = 0; i < 20 && !refused; i++) {
+        QDict *rsp;
+
+        colo_wait_stop(from, &src_ev);
+        rsp = qtest_qmp(from, "{ 'execute': 'cont' }");
+        if (qdict_haskey(rsp, "error")) {
+            QDict *err = qdict_get_qdict(rsp, "error");
+
+            g_assert_cmpstr(qdict_get_str(err, "desc"), ==,
+                            "The VM is stopped for a COLO checkpoint and "
+                            "resumes by itself");
+            refused++;
+        }
+        qobject_unref(rsp);
+    }
+    g_assert_cmpint(refused, >, 0);
+
+    /* COLO goes on undisturbed. */
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_assert_progress("src_serial");
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, true);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
@@ -755,6 +798,9 @@ void migration_test_add_colo(MigrationTestEnv *env)
     colo_add("errors/migrate_cancel", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_migrate_cancel);
+    colo_add("errors/cont_refused_during_checkpoint", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_cont_refused);
     colo_add("errors/delay_rearms_timer", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_delay_rearms);
