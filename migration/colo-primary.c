@@ -318,10 +318,6 @@ static void colo_primary_run(ColoPrimary *p)
         if (colo_failover_pending()) {
             /* The failure is the unblocking of our I/O by the failover. */
             error_free(err);
-        } else if (qatomic_read(&p->s->state) == MIGRATION_STATUS_CANCELLING) {
-            /* migrate_cancel cut the connection: the user let go of it. */
-            error_free(err);
-            colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
         } else {
             error_report_err(err);
             colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);

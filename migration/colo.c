@@ -152,6 +152,13 @@ bool migration_incoming_in_colo_state(void)
     return mis && mis->state == MIGRATION_STATUS_COLO;
 }
 
+void colo_migration_cancelled(void)
+{
+    if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
+    }
+}
+
 void colo_checkpoint_delay_set(void)
 {
     if (colo_current_mode() == COLO_MODE_PRIMARY) {

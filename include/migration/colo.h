@@ -43,6 +43,9 @@ void migrate_start_colo_process(MigrationState *s);
 /* True while the outgoing migration is in the COLO state. */
 bool migration_in_colo_state(void);
 
+/* migrate_cancel on a COLO primary: it carries on alone, as requested. */
+void colo_migration_cancelled(void);
+
 /* x-checkpoint-delay changed: re-arm the primary's checkpoint timer. */
 void colo_checkpoint_delay_set(void);
 
