@@ -919,32 +919,31 @@ static int coroutine_fn GRAPH_RDLOCK repl_co_flush(BlockDriverState *bs)
     return repl_io_done(s, bdrv_co_flush(bs->file->bs));
 }
 
-static const char *const repl_strong_runtime_opts[] = {
-    REPLICATION_OPT_MODE,
-    REPLICATION_OPT_TOP_ID,
-
-    NULL
+/* What the node is; a reopen cannot change it. */
+static const char *const repl_fixed_opts[] = {
+    REPLICATION_OPT_MODE, REPLICATION_OPT_TOP_ID, NULL
 };
 
 static BlockDriver bdrv_replication = {
-    .format_name                = "replication",
-    .instance_size              = sizeof(BDRVReplicationState),
+    .format_name = "replication",
+    .instance_size = sizeof(BDRVReplicationState),
+    .strong_runtime_opts = repl_fixed_opts,
 
-    .bdrv_open                  = repl_open,
-    .bdrv_close                 = repl_close,
-    .bdrv_child_perm            = repl_child_perm,
+    /* Lifecycle; replication itself is driven by the manager. */
+    .bdrv_open = repl_open,
+    .bdrv_child_perm = repl_child_perm,
+    .bdrv_close = repl_close,
 
-    .bdrv_co_getlength          = repl_co_getlength,
-    .bdrv_co_preadv             = repl_co_preadv,
-    .bdrv_co_pwritev            = repl_co_pwritev,
-    .bdrv_co_flush              = repl_co_flush,
-
-    .strong_runtime_opts        = repl_strong_runtime_opts,
+    /* I/O, forwarded to the file child while the state allows it. */
+    .bdrv_co_preadv = repl_co_preadv,
+    .bdrv_co_pwritev = repl_co_pwritev,
+    .bdrv_co_flush = repl_co_flush,
+    .bdrv_co_getlength = repl_co_getlength,
 };
 
-static void bdrv_replication_init(void)
+static void repl_register_driver(void)
 {
     bdrv_register(&bdrv_replication);
 }
 
-block_init(bdrv_replication_init);
+block_init(repl_register_driver);
