@@ -11,7 +11,7 @@ all: build
 help:
 	@echo "make deps    install the Debian packages the build and tests need"
 	@echo "make build   fetch the base, merge the overlay, build QEMU (default)"
-	@echo "make demo    build, then boot the test guest and fetch a page from it"
+	@echo "make demo    build, run a guest under COLO, kill the primary, see it survive"
 	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
@@ -23,7 +23,7 @@ build:
 
 demo: deps
 	@buildsys/build.sh $(BUILD)
-	@buildsys/demo.sh $(BUILD)
+	@$(PY) buildsys/demo.py $(BUILD)
 
 check: deps
 	@buildsys/build.sh $(BUILD)

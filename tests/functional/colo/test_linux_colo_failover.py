@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""A Linux guest under COLO outlives either of its two QEMU processes.
+
+Both QEMUs run on this host under TCG with user-mode networking that
+forwards a loopback port to the guest's web server.  The primary migrates
+the running guest with x-colo, COLO checkpoints it, then one side is killed
+without telling the other: the survivor must take over by itself (COLO_EXIT
+reason "error") and its guest must still answer HTTP.
+"""
+
+import socket
+import sys
+import time
+import urllib.request
+
+from harness import LinuxGuest, log
+
+CHECKPOINT_DELAY_MS = 500
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slirp_nic(http_port):
+    return ["-netdev", f"user,id=n0,net=10.0.2.0/24,"
+                       f"hostfwd=tcp:127.0.0.1:{http_port}-:80",
+            "-device", "e1000,netdev=n0"]
+
+
+def http_get(port):
+    url = f"http://127.0.0.1:{port}/index.html"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = r.read().decode()
+    assert r.status == 200 and "COLO test guest" in body, (r.status, body)
+
+
+def wait_until(what, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def colo_caps(vm):
+    vm.cmd("migrate-set-capabilities", capabilities=[
+        {"capability": "x-colo", "state": True},
+        {"capability": "return-path", "state": True}])
+
+
+def run_case(kill):
+    mig_port, pri_http, sec_http = free_port(), free_port(), free_port()
+    with LinuxGuest("secondary", slirp_nic(sec_http),
+                    extra_args=["-incoming", "defer"]) as sec, \
+         LinuxGuest("primary", slirp_nic(pri_http)) as pri:
+        colo_caps(sec.vm)
+        sec.vm.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{mig_port}")
+        pri.wait_ready()
+        http_get(pri_http)
+
+        colo_caps(pri.vm)
+        pri.vm.cmd("migrate-set-parameters",
+                   **{"x-checkpoint-delay": CHECKPOINT_DELAY_MS})
+        pri.vm.cmd("migrate", uri=f"tcp:127.0.0.1:{mig_port}")
+        wait_until("COLO on both sides", lambda:
+                   pri.vm.cmd("query-colo-status")["mode"] == "primary" and
+                   sec.vm.cmd("query-colo-status")["mode"] == "secondary")
+
+        resumes = 0
+        while resumes < 4:       # COLO start plus three checkpoints
+            sec.vm.event_wait("RESUME", timeout=60)
+            resumes += 1
+        log(f"{kill}: 3 checkpoints applied")
+
+        lost, survivor, port = ((pri, sec, sec_http) if kill == "primary"
+                                else (sec, pri, pri_http))
+        lost.vm.kill()
+        event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
+        assert event["data"]["reason"] == "error", event
+        status = survivor.vm.cmd("query-colo-status")
+        assert status["mode"] == "none" and status["reason"] == "error", status
+        http_get(port)
+        log(f"{kill} killed: the {event['data']['mode']} took over and "
+            "its guest answers")
+
+
+def main():
+    run_case("primary")
+    run_case("secondary")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
