@@ -37,6 +37,13 @@ void colo_mode_exit(void);
 COLOMode colo_current_mode(void);
 
 /*
+ * A side's loop has ended, with @err if it failed.  Reports a failure that
+ * is not the failover's own doing (the one place COLO errors are reported)
+ * and turns it into a failover with reason error.  Takes @err.
+ */
+void colo_side_stopped(Error *err);
+
+/*
  * With the BQL, during a failover: stop replicating the disks and let the
  * netfilters step aside.  Errors are reported, not returned: the survivor
  * carries on regardless.

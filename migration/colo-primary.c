@@ -311,18 +311,11 @@ static void colo_primary_take_over(ColoPrimary *p)
 static void colo_primary_run(ColoPrimary *p)
 {
     Error *err = NULL;
-    bool ok;
 
-    ok = colo_primary_start(p, &err) && colo_primary_loop(p, &err);
-    if (!ok) {
-        if (colo_failover_pending()) {
-            /* The failure is the unblocking of our I/O by the failover. */
-            error_free(err);
-        } else {
-            error_report_err(err);
-            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
-        }
+    if (colo_primary_start(p, &err)) {
+        colo_primary_loop(p, &err);
     }
+    colo_side_stopped(err);
     /* Nothing is owed by the peer any more. */
     colo_watchdog_stop(p->watchdog);
     p->watchdog = NULL;

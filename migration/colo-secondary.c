@@ -314,20 +314,13 @@ static void *colo_secondary_thread(void *opaque)
 {
     ColoSecondary *sec = opaque;
     Error *err = NULL;
-    bool ok;
 
     rcu_register_thread();
     colo_secondary_setup(sec);
-    ok = colo_secondary_start(sec, &err) && colo_secondary_loop(sec, &err);
-    if (!ok) {
-        if (colo_failover_pending()) {
-            /* The failure is the unblocking of our I/O by the failover. */
-            error_free(err);
-        } else {
-            error_report_err(err);
-            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
-        }
+    if (colo_secondary_start(sec, &err)) {
+        colo_secondary_loop(sec, &err);
     }
+    colo_side_stopped(err);
     /* Nothing is owed by the peer any more. */
     colo_watchdog_stop(sec->watchdog);
     sec->watchdog = NULL;

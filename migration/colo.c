@@ -100,6 +100,20 @@ bool colo_request_failover(COLOExitReason why, Error **errp)
     return true;
 }
 
+void colo_side_stopped(Error *err)
+{
+    if (!err) {
+        return;
+    }
+    if (colo_failover_pending()) {
+        /* The failure is the failover cutting our I/O short. */
+        error_free(err);
+        return;
+    }
+    error_report_err(err);
+    colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+}
+
 void colo_run_alone_locked(void)
 {
     Error *err = NULL;
