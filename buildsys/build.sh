@@ -11,19 +11,23 @@ PY=/usr/bin/python3
 
 # Debian's ccache masquerades as cc in /usr/lib/ccache; QEMU's build calls
 # plain "cc", so putting that folder first is all it takes.
+# With base_dir and no hashing of the working directory, two checkouts in
+# different folders (a clean clone, a worktree) share cached objects.
 if [ -d /usr/lib/ccache ]; then
     PATH=/usr/lib/ccache:$PATH
-    export PATH
+    CCACHE_BASEDIR=${CCACHE_BASEDIR:-$BUILD}
+    CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
+    export PATH CCACHE_BASEDIR CCACHE_NOHASHDIR
 fi
 JOBS=${JOBS:-$(nproc)}
 
-# replication: the COLO migration layer (migration/colo*.c).  colo-proxy, the
-# network side, stays off until the overlay provides it.
+# replication: the COLO migration layer and the replication block driver;
+# colo-proxy: the network side (colo-compare and the COLO netfilters).
 CONFIGURE_OPTS="--python=$PY --target-list=x86_64-softmmu
   --without-default-features --enable-tcg --enable-kvm --enable-linux-aio
   --enable-slirp --enable-fdt=system --enable-tools --enable-pixman
   --disable-docs --disable-rust --disable-werror --disable-install-blobs
-  --enable-replication"
+  --enable-replication --enable-colo-proxy"
 
 "$here/fetch-base.sh" "$BUILD/base"
 $PY "$here/merge-tree.py" "$repo" "$BUILD/base" "$BUILD/src" "$BUILD/colo-manifest.txt"
