@@ -1,0 +1,729 @@
+/*
+ * COLO packet comparator: the matching of primary and secondary output.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "net/eth.h"
+#include "net/colo-matcher.h"
+
+#define SIDE_P  COLO_SIDE_PRIMARY
+#define SIDE_S  COLO_SIDE_SECONDARY
+
+/* A frame waiting in a flow, parsed once on arrival. */
+typedef struct ColoHeld {
+    ColoFrame f;
+    ColoPacket pkt;             /* points into f.data */
+    /* TCP only: [seq_start, seq_end) in sequence space; SYN and FIN
+     * count one each, data is [data_start, data_end). */
+    uint32_t seq_start;
+    uint32_t data_start;
+    uint32_t data_end;
+    uint32_t seq_end;
+} ColoHeld;
+
+/*
+ * What one VM sends on one direction of a connection.  Non-TCP flows pair
+ * frames in order; TCP flows match a byte stream.
+ */
+typedef struct ColoFlow {
+    GQueue held[2];             /* ColoHeld *, by ColoSide */
+    /*
+     * The outputs differed: primary frames wait for the checkpoint (or
+     * the timeout), secondary frames are useless until then.
+     */
+    bool diverged;
+
+    /* TCP: first sequence number that is not yet matched. */
+    bool synced;
+    uint32_t next;
+    /* TCP: the highest acknowledgement the secondary has sent. */
+    bool sec_acked;
+    uint32_t sec_ack;
+    /* TCP: end of the SYN matched last, to know its retransmissions. */
+    bool has_syn;
+    uint32_t syn_end;
+} ColoFlow;
+
+typedef struct ColoConnState {
+    ColoMatcher *m;
+    ColoFlow flow[2];           /* by ColoConnDir */
+} ColoConnState;
+
+struct ColoMatcher {
+    ColoMatcherConfig cfg;
+    const ColoMatcherOps *ops;
+    void *opaque;
+
+    ColoConnTable *conns;
+    ColoFlow non_ip;            /* frames without a connection key */
+    GQueue parked;              /* ColoHeld *, released at checkpoint_done */
+    bool in_checkpoint;
+    bool bypass;
+    ColoMatcherStats stats;
+};
+
+static const char *const divergence_names[COLO_DIVERGED__MAX] = {
+    [COLO_DIVERGED_PAYLOAD] = "payload",
+    [COLO_DIVERGED_TIMEOUT] = "timeout",
+    [COLO_DIVERGED_QUEUE_FULL] = "queue-full",
+};
+
+const char *colo_divergence_str(ColoDivergence why)
+{
+    return why < COLO_DIVERGED__MAX ? divergence_names[why] : "unknown";
+}
+
+/* ---- Sequence arithmetic (RFC 793 / 1982: modulo 2^32) ---- */
+
+static bool seq_lt(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static bool seq_le(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) <= 0;
+}
+
+static uint32_t seq_min(uint32_t a, uint32_t b)
+{
+    return seq_lt(a, b) ? a : b;
+}
+
+/* ---- Frames ---- */
+
+static void held_free(ColoHeld *h)
+{
+    g_free(h->f.data);
+    g_free(h);
+}
+
+static bool held_is_tcp(const ColoHeld *h)
+{
+    return h->pkt.l4_proto == IP_PROTO_TCP && h->pkt.has_l4 &&
+           h->pkt.frag == COLO_FRAG_NONE;
+}
+
+static bool held_flag(const ColoHeld *h, uint8_t flag)
+{
+    return h->pkt.tcp.flags & flag;
+}
+
+/* Nothing in sequence space and no RST: a bare acknowledgement. */
+static bool held_is_bare_ack(const ColoHeld *h)
+{
+    return h->seq_start == h->seq_end && !held_flag(h, TH_RST);
+}
+
+static void held_set_tcp_range(ColoHeld *h)
+{
+    h->seq_start = h->pkt.tcp.seq;
+    h->data_start = h->seq_start + (held_flag(h, TH_SYN) ? 1 : 0);
+    h->data_end = h->data_start + (uint32_t)h->pkt.payload_len;
+    h->seq_end = h->data_end + (held_flag(h, TH_FIN) ? 1 : 0);
+}
+
+/* The bytes two frames of a non-TCP flow must agree on. */
+static void held_compared_bytes(const ColoHeld *h, const uint8_t **p,
+                                size_t *len)
+{
+    size_t from, to;
+
+    if (h->pkt.ip_version) {
+        from = h->pkt.l4_off;
+        to = h->pkt.l3_end;
+    } else {
+        from = h->pkt.l3_off;
+        to = h->pkt.len;
+    }
+    *p = h->pkt.buf + from;
+    *len = to - from;
+}
+
+/* ---- Release and drop ---- */
+
+typedef enum ReleaseWhy {
+    RELEASE_MATCHED,
+    RELEASE_UNMATCHED,
+    RELEASE_CHECKPOINT,
+} ReleaseWhy;
+
+static void release(ColoMatcher *m, ColoHeld *h, ReleaseWhy why)
+{
+    if (m->in_checkpoint && why != RELEASE_CHECKPOINT) {
+        /* Nothing goes out before what the checkpoint set aside. */
+        g_queue_push_tail(&m->parked, h);
+        return;
+    }
+    m->stats.released++;
+    switch (why) {
+    case RELEASE_MATCHED:
+        m->stats.matched++;
+        break;
+    case RELEASE_UNMATCHED:
+        m->stats.released_unmatched++;
+        break;
+    case RELEASE_CHECKPOINT:
+        m->stats.released_checkpoint++;
+        break;
+    }
+    m->ops->release(m->opaque, &h->f);
+    g_free(h);
+}
+
+static void drop_secondary(ColoMatcher *m, ColoHeld *h)
+{
+    m->stats.secondary_dropped++;
+    held_free(h);
+}
+
+static void drop_all_secondary(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *h;
+
+    while ((h = g_queue_pop_head(&fl->held[SIDE_S]))) {
+        drop_secondary(m, h);
+    }
+}
+
+static void flow_reset_tcp(ColoFlow *fl)
+{
+    fl->diverged = false;
+    fl->synced = false;
+    fl->sec_acked = false;
+    fl->has_syn = false;
+}
+
+/*
+ * A primary frame leaves without its partner: the comparison goes on
+ * behind it, so that the secondary's copy of these bytes counts as old.
+ */
+static void release_unmatched(ColoMatcher *m, ColoFlow *fl, ColoHeld *h)
+{
+    if (held_is_tcp(h)) {
+        if (!fl->synced || seq_lt(fl->next, h->seq_end)) {
+            fl->synced = true;
+            fl->next = h->seq_end;
+        }
+    }
+    release(m, h, RELEASE_UNMATCHED);
+}
+
+static void diverge(ColoMatcher *m, ColoFlow *fl, ColoDivergence why)
+{
+    m->stats.diverged[why]++;
+    if (why == COLO_DIVERGED_PAYLOAD) {
+        fl->diverged = true;
+        drop_all_secondary(m, fl);
+    }
+    m->ops->diverged(m->opaque, why);
+}
+
+/* ---- TCP ---- */
+
+static bool tcp_acked(const ColoFlow *fl, const ColoHeld *p)
+{
+    if (!held_flag(p, TH_ACK)) {
+        return true;
+    }
+    return fl->sec_acked && seq_le(p->pkt.tcp.ack, fl->sec_ack);
+}
+
+static void tcp_note_secondary_ack(ColoFlow *fl, const ColoHeld *s)
+{
+    if (!held_flag(s, TH_ACK)) {
+        return;
+    }
+    if (!fl->sec_acked || seq_lt(fl->sec_ack, s->pkt.tcp.ack)) {
+        fl->sec_acked = true;
+        fl->sec_ack = s->pkt.tcp.ack;
+    }
+}
+
+/* A secondary segment whose sequence space was all matched already. */
+static bool tcp_is_old(const ColoFlow *fl, const ColoHeld *s)
+{
+    return fl->synced && !held_flag(s, TH_RST) &&
+           seq_le(s->seq_end, fl->next);
+}
+
+static bool tcp_syn_equal(const ColoHeld *p, const ColoHeld *s)
+{
+    const uint8_t mask = TH_SYN | TH_ACK | TH_FIN | TH_RST;
+
+    if ((p->pkt.tcp.flags & mask) != (s->pkt.tcp.flags & mask)) {
+        return false;
+    }
+    if (held_flag(p, TH_ACK) && p->pkt.tcp.ack != s->pkt.tcp.ack) {
+        return false;
+    }
+    return p->pkt.payload_len == s->pkt.payload_len &&
+           !memcmp(colo_packet_payload(&p->pkt), colo_packet_payload(&s->pkt),
+                   p->pkt.payload_len);
+}
+
+/*
+ * Both heads cover fl->next: match what they share from there.  Returns
+ * false when they disagree.
+ */
+static bool tcp_match_step(ColoFlow *fl, const ColoHeld *p, const ColoHeld *s)
+{
+    uint32_t pos = fl->next;
+
+    if (seq_lt(pos, p->data_end) && seq_lt(pos, s->data_end)) {
+        uint32_t end = seq_min(p->data_end, s->data_end);
+        const uint8_t *pb = colo_packet_payload(&p->pkt) +
+                            (pos - p->data_start);
+        const uint8_t *sb = colo_packet_payload(&s->pkt) +
+                            (pos - s->data_start);
+
+        if (memcmp(pb, sb, end - pos)) {
+            return false;
+        }
+        fl->next = end;
+        return true;
+    }
+    /* One of them has no data left at pos: it must be a FIN on both. */
+    if (pos == p->data_end && held_flag(p, TH_FIN) &&
+        pos == s->data_end && held_flag(s, TH_FIN)) {
+        fl->next = pos + 1;
+        return true;
+    }
+    return false;
+}
+
+/* The primary head opens the connection: pair it with the secondary's. */
+static bool tcp_handshake(ColoMatcher *m, ColoFlow *fl, ColoHeld *p)
+{
+    ColoHeld *s = g_queue_peek_head(&fl->held[SIDE_S]);
+
+    if (!s) {
+        return false;
+    }
+    if (!held_flag(s, TH_SYN)) {
+        if (tcp_is_old(fl, s)) {
+            g_queue_pop_head(&fl->held[SIDE_S]);
+            m->stats.retransmits++;
+            drop_secondary(m, s);
+            return true;
+        }
+        diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+        return false;
+    }
+    if (!tcp_syn_equal(p, s)) {
+        diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+        return false;
+    }
+    fl->synced = true;
+    fl->next = p->seq_end;
+    fl->has_syn = true;
+    fl->syn_end = p->seq_end;
+    drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
+    release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
+    return true;
+}
+
+/* A RST at the head of the primary queue is matched by one from the
+ * secondary; anything else the secondary still says means it did not. */
+static bool tcp_reset(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *s = g_queue_peek_head(&fl->held[SIDE_S]);
+
+    if (!s) {
+        return false;
+    }
+    if (held_flag(s, TH_RST)) {
+        drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
+        release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
+        return true;
+    }
+    if (tcp_is_old(fl, s)) {
+        g_queue_pop_head(&fl->held[SIDE_S]);
+        m->stats.retransmits++;
+        drop_secondary(m, s);
+        return true;
+    }
+    diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+    return false;
+}
+
+/* A primary SYN that is not a retransmission of the one matched last. */
+static bool tcp_primary_opens(const ColoFlow *fl, const ColoHeld *p)
+{
+    return held_flag(p, TH_SYN) &&
+           !(fl->synced && fl->has_syn && p->seq_end == fl->syn_end);
+}
+
+/* One step of a TCP flow; false when it must wait for more input. */
+static bool tcp_step(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *p = g_queue_peek_head(&fl->held[SIDE_P]);
+    ColoHeld *s = g_queue_peek_head(&fl->held[SIDE_S]);
+
+    if (p && tcp_primary_opens(fl, p)) {
+        return tcp_handshake(m, fl, p);
+    }
+    /*
+     * A secondary SYN with no primary SYN to pair with is a retransmission
+     * once the primary has gone past it; before that it waits, as the
+     * secondary may simply be ahead.
+     */
+    if (s && (held_flag(s, TH_SYN) ? p != NULL : tcp_is_old(fl, s))) {
+        g_queue_pop_head(&fl->held[SIDE_S]);
+        m->stats.retransmits++;
+        drop_secondary(m, s);
+        return true;
+    }
+    if (!p) {
+        return false;
+    }
+    if (!fl->synced) {
+        /* Joined mid-stream (after a checkpoint): start at the primary. */
+        fl->synced = true;
+        fl->next = p->seq_start;
+    }
+    if (held_flag(p, TH_RST) && seq_le(p->seq_start, fl->next)) {
+        return tcp_reset(m, fl);
+    }
+    if (seq_le(p->seq_end, fl->next)) {
+        if (!tcp_acked(fl, p)) {
+            return false;
+        }
+        if (s && held_flag(s, TH_RST)) {
+            /* The secondary reset a connection the primary goes on with. */
+            diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+            return false;
+        }
+        release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
+        return true;
+    }
+    if (seq_lt(fl->next, p->seq_start) || !s ||
+        seq_lt(fl->next, s->seq_start)) {
+        /* A gap on either side: wait for it to fill or time out. */
+        return false;
+    }
+    if (held_flag(s, TH_RST) || !tcp_match_step(fl, p, s)) {
+        diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+        return false;
+    }
+    if (seq_le(s->seq_end, fl->next)) {
+        /* Used up; not a retransmission. */
+        drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
+    }
+    return true;
+}
+
+/* ---- Other protocols: frame against frame, in order ---- */
+
+static bool frames_equal(const ColoHeld *p, const ColoHeld *s)
+{
+    const uint8_t *pb, *sb;
+    size_t plen, slen;
+
+    if (p->pkt.ethertype != s->pkt.ethertype ||
+        p->pkt.l4_proto != s->pkt.l4_proto) {
+        return false;
+    }
+    held_compared_bytes(p, &pb, &plen);
+    held_compared_bytes(s, &sb, &slen);
+    return plen == slen && !memcmp(pb, sb, plen);
+}
+
+static bool frame_step(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *p = g_queue_peek_head(&fl->held[SIDE_P]);
+    ColoHeld *s = g_queue_peek_head(&fl->held[SIDE_S]);
+
+    if (!p || !s) {
+        return false;
+    }
+    if (!frames_equal(p, s)) {
+        diverge(m, fl, COLO_DIVERGED_PAYLOAD);
+        return false;
+    }
+    drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
+    release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
+    return true;
+}
+
+static void flow_advance(ColoMatcher *m, ColoFlow *fl)
+{
+    for (;;) {
+        ColoHeld *head;
+
+        if (fl->diverged) {
+            drop_all_secondary(m, fl);
+            return;
+        }
+        head = g_queue_peek_head(&fl->held[SIDE_P]);
+        if (!head) {
+            head = g_queue_peek_head(&fl->held[SIDE_S]);
+        }
+        if (!head) {
+            return;
+        }
+        if (!(held_is_tcp(head) ? tcp_step(m, fl) : frame_step(m, fl))) {
+            return;
+        }
+    }
+}
+
+/* ---- Connections ---- */
+
+static void flow_release_all(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *h;
+
+    while ((h = g_queue_pop_head(&fl->held[SIDE_P]))) {
+        release_unmatched(m, fl, h);
+    }
+    drop_all_secondary(m, fl);
+}
+
+/* The connection table's destroy function: eviction must not lose output. */
+static void conn_state_free(gpointer data)
+{
+    ColoConnState *cs = data;
+
+    for (int i = 0; i < 2; i++) {
+        flow_release_all(cs->m, &cs->flow[i]);
+    }
+    g_free(cs);
+}
+
+static ColoFlow *flow_for(ColoMatcher *m, const ColoPacket *pkt)
+{
+    ColoConnKey key;
+    ColoConnDir dir;
+    ColoConn *conn;
+    ColoConnState *cs;
+
+    if (!colo_conn_key_from_packet(pkt, &key, &dir)) {
+        m->stats.non_ip++;
+        return &m->non_ip;
+    }
+    conn = colo_conn_table_get(m->conns, &key, dir, NULL);
+    cs = colo_conn_get_user_data(conn);
+    if (!cs) {
+        cs = g_new0(ColoConnState, 1);
+        cs->m = m;
+        colo_conn_set_user_data(conn, cs);
+    }
+    return &cs->flow[dir];
+}
+
+/* ---- Public ---- */
+
+ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
+                              const ColoMatcherOps *ops, void *opaque)
+{
+    ColoMatcher *m = g_new0(ColoMatcher, 1);
+
+    assert(config->max_connections > 0 && config->max_queue > 0);
+    m->cfg = *config;
+    m->ops = ops;
+    m->opaque = opaque;
+    m->conns = colo_conn_table_new(config->max_connections, conn_state_free);
+    return m;
+}
+
+void colo_matcher_free(ColoMatcher *m)
+{
+    if (!m) {
+        return;
+    }
+    colo_matcher_flush(m, true);
+    colo_conn_table_free(m->conns);
+    g_free(m);
+}
+
+static void enqueue(ColoMatcher *m, ColoFlow *fl, ColoSide side, ColoHeld *h)
+{
+    GQueue *q = &fl->held[side];
+
+    if (q->length >= m->cfg.max_queue) {
+        ColoHeld *old = g_queue_pop_head(q);
+
+        if (side == SIDE_P) {
+            release_unmatched(m, fl, old);
+        } else {
+            drop_secondary(m, old);
+        }
+        diverge(m, fl, COLO_DIVERGED_QUEUE_FULL);
+    }
+    g_queue_push_tail(q, h);
+}
+
+void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
+{
+    ColoHeld *h = g_new0(ColoHeld, 1);
+    ColoParseResult res;
+    ColoFlow *fl;
+
+    h->f = *frame;
+    m->stats.frames[side]++;
+    res = colo_packet_parse(&h->pkt, h->f.data, h->f.len, h->f.vnet_hdr_len);
+    colo_packet_stats_account(&m->stats.parse[side], res);
+
+    if (m->bypass || res != COLO_PARSE_OK) {
+        /* Nothing to compare it with, or nothing to compare at all. */
+        if (side == SIDE_P) {
+            release(m, h, RELEASE_UNMATCHED);
+        } else {
+            drop_secondary(m, h);
+        }
+        return;
+    }
+
+    fl = flow_for(m, &h->pkt);
+    if (held_is_tcp(h)) {
+        held_set_tcp_range(h);
+        if (side == SIDE_S) {
+            tcp_note_secondary_ack(fl, h);
+            if (held_is_bare_ack(h)) {
+                /* Its acknowledgement is all it says. */
+                drop_secondary(m, h);
+                flow_advance(m, fl);
+                return;
+            }
+        }
+    }
+    enqueue(m, fl, side, h);
+    flow_advance(m, fl);
+}
+
+typedef struct ExpireScan {
+    ColoMatcher *m;
+    int64_t now;
+    int64_t oldest;
+} ExpireScan;
+
+static void flow_expire(ExpireScan *scan, ColoFlow *fl)
+{
+    ColoMatcher *m = scan->m;
+    int64_t limit = scan->now - m->cfg.timeout_ns;
+    ColoHeld *h;
+    bool changed = false;
+
+    while ((h = g_queue_peek_head(&fl->held[SIDE_P])) &&
+           h->f.arrival_ns <= limit) {
+        g_queue_pop_head(&fl->held[SIDE_P]);
+        release_unmatched(m, fl, h);
+        if (!fl->diverged) {
+            /* A diverged flow has asked for its checkpoint already. */
+            diverge(m, fl, COLO_DIVERGED_TIMEOUT);
+        }
+        changed = true;
+    }
+    while ((h = g_queue_peek_head(&fl->held[SIDE_S])) &&
+           h->f.arrival_ns <= limit) {
+        g_queue_pop_head(&fl->held[SIDE_S]);
+        m->stats.secondary_expired++;
+        held_free(h);
+        diverge(m, fl, COLO_DIVERGED_TIMEOUT);
+        changed = true;
+    }
+    if (changed) {
+        flow_advance(m, fl);
+    }
+    for (int side = 0; side < 2; side++) {
+        h = g_queue_peek_head(&fl->held[side]);
+        if (h && h->f.arrival_ns < scan->oldest) {
+            scan->oldest = h->f.arrival_ns;
+        }
+    }
+}
+
+static void conn_expire(ColoConn *conn, void *opaque)
+{
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+
+    if (cs) {
+        flow_expire(opaque, &cs->flow[0]);
+        flow_expire(opaque, &cs->flow[1]);
+    }
+}
+
+int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
+{
+    ExpireScan scan = { .m = m, .now = now_ns, .oldest = INT64_MAX };
+
+    colo_conn_table_foreach(m->conns, conn_expire, &scan);
+    flow_expire(&scan, &m->non_ip);
+    return scan.oldest;
+}
+
+/* Checkpoint begin: primary frames to the parked list, the rest forgotten. */
+static void flow_park(ColoMatcher *m, ColoFlow *fl)
+{
+    ColoHeld *h;
+
+    while ((h = g_queue_pop_head(&fl->held[SIDE_P]))) {
+        g_queue_push_tail(&m->parked, h);
+    }
+    drop_all_secondary(m, fl);
+    flow_reset_tcp(fl);
+}
+
+static void conn_park(ColoConn *conn, void *opaque)
+{
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+
+    if (cs) {
+        flow_park(opaque, &cs->flow[0]);
+        flow_park(opaque, &cs->flow[1]);
+    }
+}
+
+void colo_matcher_checkpoint_begin(ColoMatcher *m)
+{
+    m->stats.checkpoints++;
+    colo_conn_table_foreach(m->conns, conn_park, m);
+    flow_park(m, &m->non_ip);
+    m->in_checkpoint = true;
+}
+
+static void release_parked(ColoMatcher *m)
+{
+    ColoHeld *h;
+
+    m->in_checkpoint = false;
+    while ((h = g_queue_pop_head(&m->parked))) {
+        release(m, h, RELEASE_CHECKPOINT);
+    }
+}
+
+void colo_matcher_checkpoint_done(ColoMatcher *m)
+{
+    release_parked(m);
+}
+
+static void conn_flush(ColoConn *conn, void *opaque)
+{
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+
+    if (cs) {
+        flow_release_all(opaque, &cs->flow[0]);
+        flow_release_all(opaque, &cs->flow[1]);
+    }
+}
+
+void colo_matcher_flush(ColoMatcher *m, bool bypass)
+{
+    release_parked(m);
+    colo_conn_table_foreach(m->conns, conn_flush, m);
+    flow_release_all(m, &m->non_ip);
+    m->bypass = bypass;
+}
+
+const ColoMatcherStats *colo_matcher_stats(const ColoMatcher *m)
+{
+    return &m->stats;
+}
+
+guint colo_matcher_connections(const ColoMatcher *m)
+{
+    return colo_conn_table_count(m->conns);
+}

@@ -1,0 +1,133 @@
+/*
+ * COLO packet comparator: the matching of primary and secondary output.
+ *
+ * colo-compare receives every frame each VM sends and may let a primary
+ * frame out only once the secondary has produced the same output, because
+ * then a failover to the secondary cannot contradict what clients saw.
+ * This file is that decision, without I/O: frames go in with the time they
+ * arrived, and the owner is called back to release a primary frame or to
+ * ask for a checkpoint.  It is single-threaded; colo-compare runs it in its
+ * iothread.  Unit tests and the fuzzer drive it directly.
+ *
+ * TCP is compared as a byte stream in sequence space, so the two guests may
+ * cut the same bytes into different segments, and bytes that were already
+ * matched may be sent again.  A primary segment is released when every
+ * byte (and SYN/FIN) it carries has been matched and the secondary has
+ * acknowledged at least as far as it does.  Sequence numbers of the
+ * secondary must already be in the primary's space (filter-rewriter on the
+ * secondary does that); SYN segments are matched on flags and
+ * acknowledgement alone because initial sequence numbers differ.
+ * Other protocols are compared frame by frame, in order, from the layer 4
+ * header on (layer 3 payload for non-IP frames); IP header fields such as
+ * TTL or the IPv4 identification are not compared.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef NET_COLO_MATCHER_H
+#define NET_COLO_MATCHER_H
+
+#include "net/colo.h"
+
+typedef enum ColoSide {
+    COLO_SIDE_PRIMARY,
+    COLO_SIDE_SECONDARY,
+} ColoSide;
+
+/* Why the matcher asks for a checkpoint. */
+typedef enum ColoDivergence {
+    COLO_DIVERGED_PAYLOAD,      /* the two outputs differ */
+    COLO_DIVERGED_TIMEOUT,      /* a frame found no partner in time */
+    COLO_DIVERGED_QUEUE_FULL,   /* a connection held too many frames */
+    COLO_DIVERGED__MAX,
+} ColoDivergence;
+
+const char *colo_divergence_str(ColoDivergence why);
+
+/* A frame as received; owned by the matcher until released or dropped. */
+typedef struct ColoFrame {
+    uint8_t *data;              /* g_malloc'd, vnet header first */
+    size_t len;
+    uint32_t vnet_hdr_len;
+    int64_t arrival_ns;
+} ColoFrame;
+
+typedef struct ColoMatcherOps {
+    /*
+     * Send a primary frame to the outside.  Ownership of @frame->data
+     * passes to the callee; @frame itself is freed after the call.
+     */
+    void (*release)(void *opaque, ColoFrame *frame);
+    /*
+     * The outputs diverged; the owner asks for a checkpoint.  A payload
+     * difference is reported once per flow until the next checkpoint; a
+     * timed-out or overflowing frame is reported each time.
+     */
+    void (*diverged)(void *opaque, ColoDivergence why);
+} ColoMatcherOps;
+
+typedef struct ColoMatcherConfig {
+    guint max_connections;      /* tracked at once; LRU eviction beyond */
+    guint max_queue;            /* frames held per connection and side */
+    int64_t timeout_ns;         /* how long a frame may wait for a partner */
+} ColoMatcherConfig;
+
+typedef struct ColoMatcherStats {
+    uint64_t frames[2];         /* received, by ColoSide */
+    uint64_t released;          /* primary frames sent out, any reason */
+    uint64_t matched;           /* primary frames released as matched */
+    uint64_t secondary_dropped; /* secondary frames discarded after use */
+    uint64_t diverged[COLO_DIVERGED__MAX];
+    uint64_t released_unmatched;/* released by timeout, overflow, flush */
+    uint64_t released_checkpoint;/* held until a checkpoint committed */
+    uint64_t secondary_expired; /* secondary frames dropped unmatched */
+    uint64_t retransmits;       /* frames carrying only matched bytes */
+    uint64_t non_ip;            /* frames compared as opaque payload */
+    uint64_t checkpoints;       /* checkpoint_begin calls */
+    ColoPacketStats parse[2];   /* by ColoSide; malformed primary frames
+                                   are released at once, secondary dropped */
+} ColoMatcherStats;
+
+typedef struct ColoMatcher ColoMatcher;
+
+ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
+                              const ColoMatcherOps *ops, void *opaque);
+
+/* Releases every primary frame still held, then frees everything. */
+void colo_matcher_free(ColoMatcher *m);
+
+/*
+ * A frame from @side arrived at @frame->arrival_ns.  The matcher takes
+ * @frame->data; @frame itself stays the caller's.  Callbacks run before
+ * this returns.
+ */
+void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame);
+
+/*
+ * Release primary frames and drop secondary frames that waited longer
+ * than the timeout at @now_ns.  Returns the arrival time of the oldest
+ * frame still held, or INT64_MAX if none, so the owner knows when to call
+ * again.
+ */
+int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns);
+
+/*
+ * Both VMs are stopped for a checkpoint.  Secondary frames are dropped;
+ * primary frames are set aside until the checkpoint is committed, because
+ * until then a failover would resume the secondary from the previous one.
+ */
+void colo_matcher_checkpoint_begin(ColoMatcher *m);
+
+/* The secondary holds the primary's state: release what was set aside. */
+void colo_matcher_checkpoint_done(ColoMatcher *m);
+
+/*
+ * Release everything held; with @bypass, later primary frames go straight
+ * out and secondary ones are dropped (after a failover nothing is compared).
+ */
+void colo_matcher_flush(ColoMatcher *m, bool bypass);
+
+const ColoMatcherStats *colo_matcher_stats(const ColoMatcher *m);
+guint colo_matcher_connections(const ColoMatcher *m);
+
+#endif /* NET_COLO_MATCHER_H */

@@ -1,0 +1,579 @@
+/*
+ * Unit tests of the COLO comparator's matching (net/colo-matcher.c).
+ *
+ * Each test feeds frames from the two sides with explicit arrival times
+ * and checks which primary frames came out, in which order, and which
+ * checkpoint requests were made.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "net/colo-matcher.h"
+#include "colo-test-frames.h"
+
+#define MS  (1000 * 1000LL)
+#define TIMEOUT_NS  (3000 * MS)
+
+#define P   COLO_SIDE_PRIMARY
+#define S   COLO_SIDE_SECONDARY
+
+typedef struct T {
+    ColoMatcher *m;
+    GPtrArray *out;                         /* GByteArray *, released */
+    unsigned diverged[COLO_DIVERGED__MAX];
+} T;
+
+static void t_release(void *opaque, ColoFrame *frame)
+{
+    T *t = opaque;
+    GByteArray *b = g_byte_array_new_take(frame->data, frame->len);
+
+    g_ptr_array_add(t->out, b);
+}
+
+static void t_diverged(void *opaque, ColoDivergence why)
+{
+    T *t = opaque;
+
+    g_assert_cmpint(why, <, COLO_DIVERGED__MAX);
+    t->diverged[why]++;
+}
+
+static const ColoMatcherOps t_ops = {
+    .release = t_release,
+    .diverged = t_diverged,
+};
+
+static T *t_new_with(guint max_conns, guint max_queue)
+{
+    T *t = g_new0(T, 1);
+    ColoMatcherConfig cfg = {
+        .max_connections = max_conns,
+        .max_queue = max_queue,
+        .timeout_ns = TIMEOUT_NS,
+    };
+
+    t->out = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+    t->m = colo_matcher_new(&cfg, &t_ops, t);
+    return t;
+}
+
+static T *t_new(void)
+{
+    return t_new_with(64, 64);
+}
+
+static void t_free(T *t)
+{
+    colo_matcher_free(t->m);
+    g_ptr_array_unref(t->out);
+    g_free(t);
+}
+
+static unsigned t_diverged_total(T *t)
+{
+    unsigned n = 0;
+
+    for (int i = 0; i < COLO_DIVERGED__MAX; i++) {
+        n += t->diverged[i];
+    }
+    return n;
+}
+
+/* Feed @frame (consumed) from @side at @ms milliseconds. */
+static void feed_at(T *t, ColoSide side, GByteArray *frame, int64_t ms)
+{
+    ColoFrame f = {
+        .len = frame->len,
+        .arrival_ns = ms * MS,
+    };
+
+    f.data = g_byte_array_free(frame, false);
+    colo_matcher_input(t->m, side, &f);
+}
+
+static void feed(T *t, ColoSide side, GByteArray *frame)
+{
+    feed_at(t, side, frame, 0);
+}
+
+/* The @i-th released frame equals @expect (consumed). */
+static void assert_out(T *t, guint i, GByteArray *expect)
+{
+    GByteArray *got;
+
+    g_assert_cmpuint(t->out->len, >, i);
+    got = g_ptr_array_index(t->out, i);
+    g_assert_cmpmem(got->data, got->len, expect->data, expect->len);
+    g_byte_array_unref(expect);
+}
+
+static const TfFlow guest_out = {
+    .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 },
+    .sport = 80, .dport = 40000,
+};
+static const TfFlow guest_out2 = {
+    .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 },
+    .sport = 80, .dport = 40001,
+};
+
+#define PISN    1000u       /* the primary's initial sequence number */
+#define SISN    77777u      /* the secondary's, before rewriting */
+#define CACK    5001u       /* what both acknowledge of the client */
+
+/* The server's SYN-ACK on both sides: different ISNs, still a match. */
+static void handshake(T *t, uint32_t pisn)
+{
+    feed(t, P, tf_tcp(&guest_out, pisn, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out, SISN, CACK, TF_SYN | TF_ACK, NULL));
+}
+
+static void test_tcp_identical(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_PSH, "hello "));
+    feed(t, P, tf_tcp(&guest_out, PISN + 7, CACK, TF_ACK | TF_PSH, "world"));
+    g_assert_cmpuint(t->out->len, ==, 1);   /* nothing from the secondary */
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_PSH, "hello "));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    feed(t, S, tf_tcp(&guest_out, PISN + 7, CACK, TF_ACK | TF_PSH, "world"));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    assert_out(t, 0, tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    assert_out(t, 1, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_PSH,
+                            "hello "));
+    assert_out(t, 2, tf_tcp(&guest_out, PISN + 7, CACK, TF_ACK | TF_PSH,
+                            "world"));
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->matched, ==, 3);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->secondary_dropped, ==, 3);
+    t_free(t);
+}
+
+/* The secondary may be ahead of the primary: its frames wait. */
+static void test_tcp_secondary_first(void)
+{
+    T *t = t_new();
+
+    feed(t, S, tf_tcp(&guest_out, SISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abc"));
+    g_assert_cmpuint(t->out->len, ==, 0);
+    feed(t, P, tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abc"));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+/* The same bytes cut differently on the two sides are no mismatch. */
+static void test_tcp_resegmented(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "hello world"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "hel"));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, S, tf_tcp(&guest_out, PISN + 4, CACK, TF_ACK, "lo wo"));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, S, tf_tcp(&guest_out, PISN + 9, CACK, TF_ACK, "rld!!"));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    /* The secondary's "!!" is ahead; the primary's pair of segments. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 12, CACK, TF_ACK, "!"));
+    feed(t, P, tf_tcp(&guest_out, PISN + 13, CACK, TF_ACK, "!"));
+    g_assert_cmpuint(t->out->len, ==, 4);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+/* Bytes sent again, whole or overlapping, are recognised as old. */
+static void test_tcp_retransmission(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcdef"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcdef"));
+    g_assert_cmpuint(t->out->len, ==, 2);
+
+    /* The secondary resends all of it: dropped, nothing else happens. */
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcdef"));
+    g_assert_cmpuint(colo_matcher_stats(t->m)->retransmits, ==, 1);
+
+    /* The primary resends: already verified, so it goes out at once. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcdef"));
+    g_assert_cmpuint(t->out->len, ==, 3);
+
+    /* An overlapping resend with new bytes: only the new ones compared. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 4, CACK, TF_ACK, "defGHI"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 5, CACK, TF_ACK, "efGHI"));
+    g_assert_cmpuint(t->out->len, ==, 4);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+static void test_tcp_payload_differs(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcX"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcY"));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    /* Held until the checkpoint, as are the frames after it. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 5, CACK, TF_ACK, "more"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 5, CACK, TF_ACK, "more"));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+
+    colo_matcher_checkpoint_begin(t->m);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    colo_matcher_checkpoint_done(t->m);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    assert_out(t, 1, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "abcX"));
+    assert_out(t, 2, tf_tcp(&guest_out, PISN + 5, CACK, TF_ACK, "more"));
+    g_assert_cmpuint(colo_matcher_stats(t->m)->released_checkpoint, ==, 2);
+
+    /* After the checkpoint both sides agree again, mid-stream. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 9, CACK, TF_ACK, "next"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 9, CACK, TF_ACK, "next"));
+    g_assert_cmpuint(t->out->len, ==, 4);
+    g_assert_cmpuint(t_diverged_total(t), ==, 1);
+    t_free(t);
+}
+
+static void test_tcp_syn_differs(void)
+{
+    T *t = t_new();
+
+    feed(t, P, tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out, SISN, CACK + 1, TF_SYN | TF_ACK, NULL));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    g_assert_cmpuint(t->out->len, ==, 0);
+    t_free(t);
+}
+
+/*
+ * A primary frame acknowledging client bytes the secondary has not
+ * acknowledged yet waits: after a failover the secondary must have them.
+ */
+static void test_tcp_waits_for_secondary_ack(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK + 100, TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK + 50, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK + 100, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    /* A window update acknowledging nothing new goes straight out. */
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK + 100, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+static void test_tcp_fin(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_FIN, "bye"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "bye"));
+    g_assert_cmpuint(t->out->len, ==, 1);   /* the FIN is not matched */
+    feed(t, S, tf_tcp(&guest_out, PISN + 4, CACK, TF_ACK | TF_FIN, NULL));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+
+    /* One side closes where the other sends data: a divergence. */
+    feed(t, P, tf_tcp(&guest_out2, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out2, SISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, P, tf_tcp(&guest_out2, PISN + 1, CACK, TF_ACK | TF_FIN, NULL));
+    feed(t, S, tf_tcp(&guest_out2, PISN + 1, CACK, TF_ACK, "late"));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    t_free(t);
+}
+
+static void test_tcp_rst(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, 0, TF_RST, NULL));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, 0, TF_RST, NULL));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+
+    /* The secondary sends data where the primary reset. */
+    feed(t, P, tf_tcp(&guest_out2, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out2, SISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, P, tf_tcp(&guest_out2, PISN + 1, 0, TF_RST, NULL));
+    feed(t, S, tf_tcp(&guest_out2, PISN + 1, CACK, TF_ACK, "data"));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    t_free(t);
+}
+
+/* Sequence numbers wrap at 2^32 in the middle of a segment. */
+static void test_tcp_wraparound(void)
+{
+    T *t = t_new();
+    uint32_t isn = 0xfffffffa;
+
+    handshake(t, isn);
+    feed(t, P, tf_tcp(&guest_out, isn + 1, CACK, TF_ACK, "0123456789"));
+    feed(t, S, tf_tcp(&guest_out, isn + 1, CACK, TF_ACK, "0123"));
+    feed(t, S, tf_tcp(&guest_out, isn + 5, CACK, TF_ACK, "456789"));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    feed(t, P, tf_tcp(&guest_out, isn + 11, CACK, TF_ACK, "x"));
+    feed(t, S, tf_tcp(&guest_out, isn + 11, CACK, TF_ACK, "x"));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    /* An old secondary segment from before the wrap is recognised. */
+    feed(t, S, tf_tcp(&guest_out, isn + 1, CACK, TF_ACK, "0123"));
+    g_assert_cmpuint(colo_matcher_stats(t->m)->retransmits, ==, 1);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+/* TCP options (timestamps differ between two guests) are not compared. */
+static void test_tcp_options_ignored(void)
+{
+    T *t = t_new();
+    g_autoptr(GByteArray) pf = NULL;
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp_full(&guest_out, PISN + 1, CACK, TF_ACK, "xy", 2, 12,
+                           100));
+    feed(t, S, tf_tcp_full(&guest_out, PISN + 1, CACK, TF_ACK, "xy", 2, 0,
+                           999));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+static void test_udp_icmp_arp(void)
+{
+    T *t = t_new();
+    TfFlow dns = { { 10, 0, 0, 2 }, { 10, 0, 0, 1 }, 53, 33333 };
+
+    /* IP identification and TTL differ: still the same output. */
+    feed(t, P, tf_udp(&dns, "answer", 6, 11));
+    feed(t, S, tf_udp(&dns, "answer", 6, 22));
+    feed(t, P, tf_icmp_echo(&dns, 1, "ping"));
+    feed(t, S, tf_icmp_echo(&dns, 1, "ping"));
+    feed(t, S, tf_arp(9));
+    feed(t, P, tf_arp(9));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->non_ip, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+
+    feed(t, P, tf_udp(&dns, "answer", 6, 1));
+    feed(t, S, tf_udp(&dns, "ANSWER", 6, 1));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    feed(t, P, tf_arp(1));
+    feed(t, S, tf_arp(2));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 2);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    colo_matcher_checkpoint_begin(t->m);
+    colo_matcher_checkpoint_done(t->m);
+    g_assert_cmpuint(t->out->len, ==, 5);
+    t_free(t);
+}
+
+static void test_timeout(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed_at(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "alone"), 100);
+    feed_at(t, S, tf_udp(&guest_out2, "x", 1, 1), 200);
+    g_assert_cmpint(colo_matcher_expire(t->m, 1000 * MS), ==, 100 * MS);
+    g_assert_cmpuint(t->out->len, ==, 1);
+
+    colo_matcher_expire(t->m, 3100 * MS);
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_TIMEOUT], ==, 1);
+    g_assert_cmpint(colo_matcher_expire(t->m, 3150 * MS), ==, 200 * MS);
+    g_assert_cmpint(colo_matcher_expire(t->m, 3200 * MS), ==, INT64_MAX);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_TIMEOUT], ==, 2);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->secondary_expired, ==, 1);
+
+    /* The secondary's late copy of the released bytes is old now. */
+    feed_at(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "alone"), 3300);
+    feed_at(t, P, tf_tcp(&guest_out, PISN + 6, CACK, TF_ACK, "on"), 3300);
+    feed_at(t, S, tf_tcp(&guest_out, PISN + 6, CACK, TF_ACK, "on"), 3300);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 0);
+    t_free(t);
+}
+
+static void test_queue_full(void)
+{
+    T *t = t_new_with(64, 4);
+
+    handshake(t, PISN);
+    for (int i = 0; i < 5; i++) {
+        feed(t, P, tf_tcp(&guest_out, PISN + 1 + i, CACK, TF_ACK, "z"));
+    }
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_QUEUE_FULL], ==, 1);
+    g_assert_cmpuint(t->out->len, ==, 2);
+    assert_out(t, 1, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "z"));
+    /* The rest still match against the secondary. */
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "zzzzz"));
+    g_assert_cmpuint(t->out->len, ==, 6);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 0);
+    t_free(t);
+}
+
+/* Between checkpoint begin and done, nothing leaves; then in order. */
+static void test_checkpoint_order(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "held"));
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "secondary"));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    colo_matcher_checkpoint_begin(t->m);
+    /* A frame in flight during the checkpoint matches but must wait. */
+    feed(t, P, tf_udp(&guest_out2, "u", 1, 1));
+    feed(t, S, tf_udp(&guest_out2, "u", 1, 2));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    colo_matcher_checkpoint_done(t->m);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    assert_out(t, 1, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "held"));
+    assert_out(t, 2, tf_udp(&guest_out2, "u", 1, 1));
+    g_assert_cmpuint(colo_matcher_stats(t->m)->checkpoints, ==, 1);
+    t_free(t);
+}
+
+static void test_flush_bypass(void)
+{
+    T *t = t_new();
+
+    feed(t, P, tf_udp(&guest_out2, "a", 1, 1));
+    colo_matcher_flush(t->m, true);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    feed(t, P, tf_udp(&guest_out2, "b", 1, 1));
+    feed(t, S, tf_udp(&guest_out2, "c", 1, 1));
+    g_assert_cmpuint(t->out->len, ==, 2);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+static void test_malformed(void)
+{
+    T *t = t_new();
+    GByteArray *good = tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL);
+
+    /* Every truncation of a TCP frame: primary out at once, never a crash. */
+    for (guint len = 0; len < good->len; len++) {
+        GByteArray *cut = g_byte_array_new();
+
+        g_byte_array_append(cut, good->data, len);
+        feed(t, P, cut);
+        cut = g_byte_array_new();
+        g_byte_array_append(cut, good->data, len);
+        feed(t, S, cut);
+    }
+    g_assert_cmpuint(colo_matcher_stats(t->m)->parse[P].malformed, >, 0);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->parse[S].malformed, ==,
+                     colo_matcher_stats(t->m)->parse[P].malformed);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    g_byte_array_unref(good);
+    t_free(t);
+}
+
+/* A connection evicted from a full table releases what it held. */
+static void test_eviction_releases(void)
+{
+    T *t = t_new_with(2, 64);
+
+    for (int i = 0; i < 3; i++) {
+        TfFlow fl = guest_out;
+
+        fl.dport = 50000 + i;
+        feed(t, P, tf_udp(&fl, "q", 1, 1));
+    }
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+    t_free(t);
+}
+
+/* Freeing the matcher releases every primary frame it still holds. */
+static void test_free_releases(void)
+{
+    T *t = t_new();
+    GPtrArray *out = g_ptr_array_ref(t->out);
+
+    feed(t, P, tf_udp(&guest_out2, "a", 1, 1));
+    feed(t, P, tf_arp(3));
+    colo_matcher_free(t->m);
+    t->m = NULL;
+    g_assert_cmpuint(out->len, ==, 2);
+    g_ptr_array_unref(t->out);
+    g_ptr_array_unref(out);
+    g_free(t);
+}
+
+/* A vnet header in front of the frame is skipped and kept on release. */
+static void test_vnet_header(void)
+{
+    T *t = t_new();
+    GByteArray *frames[2];
+
+    for (int side = 0; side < 2; side++) {
+        GByteArray *f = tf_udp(&guest_out2, "v", 1, side);
+        uint8_t hdr[12] = { side };
+
+        g_byte_array_prepend(f, hdr, sizeof(hdr));
+        frames[side] = f;
+    }
+    for (int side = 0; side < 2; side++) {
+        ColoFrame f = { .len = frames[side]->len, .vnet_hdr_len = 12 };
+
+        f.data = g_byte_array_free(frames[side], false);
+        colo_matcher_input(t->m, side, &f);
+    }
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(((GByteArray *)g_ptr_array_index(t->out, 0))->len, ==,
+                     12 + 14 + 20 + 8 + 1);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/colo/matcher/tcp/identical", test_tcp_identical);
+    g_test_add_func("/colo/matcher/tcp/secondary-first",
+                    test_tcp_secondary_first);
+    g_test_add_func("/colo/matcher/tcp/resegmented", test_tcp_resegmented);
+    g_test_add_func("/colo/matcher/tcp/retransmission",
+                    test_tcp_retransmission);
+    g_test_add_func("/colo/matcher/tcp/payload-differs",
+                    test_tcp_payload_differs);
+    g_test_add_func("/colo/matcher/tcp/syn-differs", test_tcp_syn_differs);
+    g_test_add_func("/colo/matcher/tcp/waits-for-secondary-ack",
+                    test_tcp_waits_for_secondary_ack);
+    g_test_add_func("/colo/matcher/tcp/fin", test_tcp_fin);
+    g_test_add_func("/colo/matcher/tcp/rst", test_tcp_rst);
+    g_test_add_func("/colo/matcher/tcp/wraparound", test_tcp_wraparound);
+    g_test_add_func("/colo/matcher/tcp/options-ignored",
+                    test_tcp_options_ignored);
+    g_test_add_func("/colo/matcher/udp-icmp-arp", test_udp_icmp_arp);
+    g_test_add_func("/colo/matcher/timeout", test_timeout);
+    g_test_add_func("/colo/matcher/queue-full", test_queue_full);
+    g_test_add_func("/colo/matcher/checkpoint-order", test_checkpoint_order);
+    g_test_add_func("/colo/matcher/flush-bypass", test_flush_bypass);
+    g_test_add_func("/colo/matcher/malformed", test_malformed);
+    g_test_add_func("/colo/matcher/eviction-releases",
+                    test_eviction_releases);
+    g_test_add_func("/colo/matcher/free-releases", test_free_releases);
+    g_test_add_func("/colo/matcher/vnet-header", test_vnet_header);
+    return g_test_run();
+}
