@@ -29,6 +29,7 @@
 #include "system/runstate.h"
 #include "migration/colo.h"
 #include "migration/failover.h"
+#include "net/colo-compare.h"
 #include "migration.h"
 #include "options.h"
 #include "savevm.h"
@@ -130,6 +131,8 @@ static bool colo_primary_stop_vm(ColoPrimary *p, Error **errp)
         error_setg(errp, "COLO: cannot stop the VM for a checkpoint");
         return false;
     }
+    /* Output from here on belongs to the new checkpoint's epoch. */
+    colo_compare_checkpoint_begin();
     replication_do_checkpoint_all(errp);
     return !*errp;
 }
@@ -204,6 +207,8 @@ static void colo_primary_resume(ColoPrimary *p)
 {
     BQL_LOCK_GUARD();
 
+    /* The secondary holds this state now; what it covers may go out. */
+    colo_compare_checkpoint_done();
     vm_start();
     p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
     colo_primary_arm_timer(p);
@@ -267,6 +272,9 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
     if (*errp) {
         return false;
     }
+    /* The secondary starts from this state: a checkpoint like any other. */
+    colo_compare_checkpoint_begin();
+    colo_compare_checkpoint_done();
     vm_start();
     p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
     colo_primary_arm_timer(p);

@@ -19,6 +19,7 @@
 #include "migration/failover.h"
 #include "block/replication.h"
 #include "net/filter.h"
+#include "net/colo-compare.h"
 #include "migration.h"
 #include "options.h"
 #include "colo-internal.h"
@@ -124,7 +125,8 @@ void colo_run_alone_locked(void)
         error_report_err(err);
         err = NULL;
     }
-    /* Filters that only make sense with a peer step aside. */
+    /* What only makes sense with a peer steps aside. */
+    colo_compare_failover();
     colo_notify_filters_event(COLO_EVENT_FAILOVER, &err);
     if (err) {
         error_report_err(err);
