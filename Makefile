@@ -4,7 +4,7 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps clean help
+.PHONY: all build check demo deps fuzz bench-net clean help
 
 all: build
 
@@ -13,6 +13,8 @@ help:
 	@echo "make build   fetch the base, merge the overlay, build QEMU (default)"
 	@echo "make demo    build, run a guest under COLO, kill the primary, see it survive"
 	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
+	@echo "make fuzz    run each libFuzzer target for FUZZ_SECONDS (default 600)"
+	@echo "make bench-net  colo-compare throughput and added latency (figures)"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
 deps:
@@ -28,6 +30,15 @@ demo: deps
 check: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) buildsys/run-tests.py $(BUILD)
+
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	@buildsys/build.sh $(BUILD)
+	@buildsys/fuzz.sh $(BUILD) $(FUZZ_SECONDS)
+
+bench-net: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/colo-compare-throughput.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -17,6 +17,8 @@ RUN_PKGS="seabios ipxe-qemu"
 GUEST_PKGS="linux-image-amd64 busybox-static cpio kmod"
 # Network tests: namespaces, bridges and tap devices.
 NET_PKGS="iproute2"
+# Fuzz targets: clang with libFuzzer and the sanitizer runtimes.
+FUZZ_PKGS="clang-14 libclang-rt-14-dev"
 
 MESON_MIN=1.5
 
@@ -43,7 +45,7 @@ apt_update_once() {
 }
 
 missing=
-for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $p"
     fi

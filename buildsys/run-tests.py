@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 
 PASSED = {"OK", "EXPECTEDFAIL"}
+FUZZ_BRIEF_SECONDS = 20
 SKIPPED = {"SKIP"}
 
 
@@ -47,6 +48,13 @@ def run_build_checks(build):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     results.append(("build/no-base-colo-in-tree", r.returncode, r.stdout))
+    # A short fuzzing run of each target; `make fuzz` runs them for longer.
+    r = subprocess.run([os.path.join(HERE, "fuzz.sh"), build,
+                        str(FUZZ_BRIEF_SECONDS)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    results.append((f"fuzz/colo-net-{FUZZ_BRIEF_SECONDS}s", r.returncode,
+                    r.stdout))
 
     out = []
     for name, rc, text in results:

@@ -39,8 +39,10 @@ OBJECT_DECLARE_SIMPLE_TYPE(ColoCompare, COLO_COMPARE)
 #define COMPARE_DEFAULT_MAX_QUEUE       1024
 /* Connections tracked at once; the least recently used one goes beyond. */
 #define COMPARE_MAX_CONNECTIONS         4096
-/* What outdev may owe its reader before packets are dropped. */
+/* What outdev may owe its reader before packets are dropped... */
 #define COMPARE_OUT_QUEUE_BYTES         (4 * 1024 * 1024)
+/* ...and before input stops being read (one frame overshoots at most). */
+#define COMPARE_OUT_PAUSE_BYTES         (1 * 1024 * 1024)
 /* The message a Xen toolstack waits for on notify_dev. */
 #define COMPARE_XEN_CHECKPOINT_MSG      "DO_CHECKPOINT"
 
@@ -185,9 +187,19 @@ static void compare_secondary_frame(void *opaque, const uint8_t *buf,
     compare_frame_in(opaque, COLO_SIDE_SECONDARY, buf, len, vnet_hdr_len);
 }
 
+/*
+ * Back-pressure: while outdev's reader lags, stop reading input rather than
+ * drop released packets; the senders' own queues absorb the burst.
+ */
 static int compare_can_read(void *opaque)
 {
-    return COLO_FRAME_MAX_LEN;
+    ColoCompare *c = opaque;
+    size_t queued;
+
+    WITH_QEMU_LOCK_GUARD(&c->lock) {
+        queued = c->out_writer ? colo_frame_writer_queued(c->out_writer) : 0;
+    }
+    return queued < COMPARE_OUT_PAUSE_BYTES ? COLO_FRAME_MAX_LEN : 0;
 }
 
 static void compare_read(ColoCompare *c, int in, const uint8_t *buf, int size)
