@@ -514,6 +514,39 @@ static ColoFlow *flow_for(ColoMatcher *m, const ColoPacket *pkt)
     return &cs->flow[dir];
 }
 
+/* Every flow: those of the tracked connections, then the non-IP one. */
+typedef void FlowFunc(ColoMatcher *m, ColoFlow *fl, void *opaque);
+
+typedef struct FlowWalk {
+    ColoMatcher *m;
+    FlowFunc *fn;
+    void *opaque;
+} FlowWalk;
+
+static void conn_walk(ColoConn *conn, void *opaque)
+{
+    FlowWalk *w = opaque;
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+
+    if (cs) {
+        w->fn(w->m, &cs->flow[0], w->opaque);
+        w->fn(w->m, &cs->flow[1], w->opaque);
+    }
+}
+
+static void for_each_flow(ColoMatcher *m, FlowFunc *fn, void *opaque)
+{
+    FlowWalk w = { .m = m, .fn = fn, .opaque = opaque };
+
+    colo_conn_table_foreach(m->conns, conn_walk, &w);
+    fn(m, &m->non_ip, opaque);
+}
+
+static void flow_release_all_cb(ColoMatcher *m, ColoFlow *fl, void *opaque)
+{
+    flow_release_all(m, fl);
+}
+
 /* ---- Public ---- */
 
 ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
@@ -595,14 +628,13 @@ void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
 }
 
 typedef struct ExpireScan {
-    ColoMatcher *m;
     int64_t now;
     int64_t oldest;
 } ExpireScan;
 
-static void flow_expire(ExpireScan *scan, ColoFlow *fl)
+static void flow_expire(ColoMatcher *m, ColoFlow *fl, void *opaque)
 {
-    ColoMatcher *m = scan->m;
+    ExpireScan *scan = opaque;
     int64_t limit = scan->now - m->cfg.timeout_ns;
     ColoHeld *h;
     bool changed = false;
@@ -636,27 +668,16 @@ static void flow_expire(ExpireScan *scan, ColoFlow *fl)
     }
 }
 
-static void conn_expire(ColoConn *conn, void *opaque)
-{
-    ColoConnState *cs = colo_conn_get_user_data(conn);
-
-    if (cs) {
-        flow_expire(opaque, &cs->flow[0]);
-        flow_expire(opaque, &cs->flow[1]);
-    }
-}
-
 int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
 {
-    ExpireScan scan = { .m = m, .now = now_ns, .oldest = INT64_MAX };
+    ExpireScan scan = { .now = now_ns, .oldest = INT64_MAX };
 
-    colo_conn_table_foreach(m->conns, conn_expire, &scan);
-    flow_expire(&scan, &m->non_ip);
+    for_each_flow(m, flow_expire, &scan);
     return scan.oldest;
 }
 
 /* Checkpoint begin: primary frames to the parked list, the rest forgotten. */
-static void flow_park(ColoMatcher *m, ColoFlow *fl)
+static void flow_park(ColoMatcher *m, ColoFlow *fl, void *opaque)
 {
     ColoHeld *h;
 
@@ -667,21 +688,10 @@ static void flow_park(ColoMatcher *m, ColoFlow *fl)
     flow_reset_tcp(fl);
 }
 
-static void conn_park(ColoConn *conn, void *opaque)
-{
-    ColoConnState *cs = colo_conn_get_user_data(conn);
-
-    if (cs) {
-        flow_park(opaque, &cs->flow[0]);
-        flow_park(opaque, &cs->flow[1]);
-    }
-}
-
 void colo_matcher_checkpoint_begin(ColoMatcher *m)
 {
     m->stats.checkpoints++;
-    colo_conn_table_foreach(m->conns, conn_park, m);
-    flow_park(m, &m->non_ip);
+    for_each_flow(m, flow_park, NULL);
     m->in_checkpoint = true;
 }
 
@@ -700,21 +710,10 @@ void colo_matcher_checkpoint_done(ColoMatcher *m)
     release_parked(m);
 }
 
-static void conn_flush(ColoConn *conn, void *opaque)
-{
-    ColoConnState *cs = colo_conn_get_user_data(conn);
-
-    if (cs) {
-        flow_release_all(opaque, &cs->flow[0]);
-        flow_release_all(opaque, &cs->flow[1]);
-    }
-}
-
 void colo_matcher_flush(ColoMatcher *m, bool bypass)
 {
     release_parked(m);
-    colo_conn_table_foreach(m->conns, conn_flush, m);
-    flow_release_all(m, &m->non_ip);
+    for_each_flow(m, flow_release_all_cb, NULL);
     m->bypass = bypass;
 }
 
