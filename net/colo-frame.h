@@ -16,14 +16,17 @@
 #include "net/net.h"
 
 typedef struct ColoFrameStats {
-    uint64_t frames;        /* reader: frames delivered; writer: frames fully
-                               handed to the chardev */
-    uint64_t bytes;         /* payload bytes of those frames */
-    uint64_t bad_frames;    /* reader: framing errors (length 0 or >
-                               COLO_FRAME_MAX_LEN, vnet_hdr_len > length);
-                               writer: frames refused as too big or empty */
-    uint64_t dropped;       /* writer: frames dropped because the peer is
-                               too slow, absent or gone */
+    /* reader: frames delivered; writer: frames fully handed to the chardev */
+    uint64_t frames;
+    /* payload bytes of those frames */
+    uint64_t bytes;
+    /*
+     * reader: framing errors (length 0 or > COLO_FRAME_MAX_LEN,
+     * vnet_hdr_len > length); writer: frames refused as empty or too big
+     */
+    uint64_t bad_frames;
+    /* writer: frames dropped because the peer is too slow, absent or gone */
+    uint64_t dropped;
 } ColoFrameStats;
 
 /* The largest packet QEMU's net layer carries, vnet header included. */
