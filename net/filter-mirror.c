@@ -131,10 +131,10 @@ static ssize_t filter_redirector_receive_iov(NetFilterState *nf,
 
 /*
  * Injected frames enter the chain as if the netdev (queue=tx: towards the
- * guest) or its peer (queue=rx: towards the backend) had sent them.  With
- * queue=all they go towards the guest: a redirector's indev carries traffic
- * for the guest in every COLO setup that uses one on the netdev's tx side,
- * and one direction must be chosen for a frame that says nothing about it.
+ * guest) or its peer (queue=rx: towards the backend) had sent them.  A frame
+ * does not say which way it goes, so queue=all must pick one: towards the
+ * guest, like tx, since feeding a guest (the secondary's copy of the client
+ * traffic) is what an indev is mostly for.
  */
 static NetClientState *redirector_sender(NetFilterState *nf)
 {
