@@ -1,0 +1,357 @@
+/*
+ * qtest of filter-rewriter: frames go through a real netdev and the
+ * filter, end to end.
+ *
+ * Two socket netdevs on one hub stand for the two sides of the SVM's
+ * netdev: the filter sits on "client", whose socket plays the clients
+ * (frames the PVM mirrors in), and the socket of "guest" plays the SVM
+ * (frames it sends arrive at "client" from the hub, as guest output does).
+ *
+ *   test --A-- [client + filter-rewriter] <-hub-> [guest] --B-- test
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+
+enum {
+    T_FIN = 0x01,
+    T_SYN = 0x02,
+    T_RST = 0x04,
+    T_ACK = 0x10,
+    T_ETH_LEN = 14,
+    T_IP4_LEN = 20,
+    T_TCP_LEN = 20,
+    T_TCP_OFF = T_ETH_LEN + T_IP4_LEN,
+};
+
+static const uint8_t ip_guest[4] = { 192, 168, 1, 2 };
+static const uint8_t ip_client[4] = { 10, 0, 0, 7 };
+
+typedef struct Rig {
+    QTestState *qts;
+    int client_fd;          /* our end of the "client" netdev's socket */
+    int guest_fd;           /* our end of the "guest" netdev's socket */
+} Rig;
+
+/* ---- Frames ---- */
+
+static void put16(GByteArray *b, uint16_t v)
+{
+    uint8_t x[2] = { v >> 8, v & 0xff };
+
+    g_byte_array_append(b, x, 2);
+}
+
+static void put32(GByteArray *b, uint32_t v)
+{
+    put16(b, v >> 16);
+    put16(b, v & 0xffff);
+}
+
+static uint32_t sum16(uint32_t sum, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        sum += (p[i] << 8) | p[i + 1];
+    }
+    if (n & 1) {
+        sum += p[n - 1] << 8;
+    }
+    return sum;
+}
+
+static uint16_t csum_finish(uint32_t sum)
+{
+    while (sum >> 16) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return ~sum & 0xffff;
+}
+
+/* An IPv4 TCP frame between the guest and the client, checksums right. */
+static GByteArray *tcp_frame(bool from_guest, uint8_t flags, uint32_t seq,
+                             uint32_t ack, size_t payload_len)
+{
+    static const uint8_t macs[12] = {
+        0x52, 0x54, 0, 0, 0, 1, 0x52, 0x54, 0, 0, 0, 2
+    };
+    const uint8_t *src = from_guest ? ip_guest : ip_client;
+    const uint8_t *dst = from_guest ? ip_client : ip_guest;
+    size_t tcp_len = T_TCP_LEN + payload_len;
+    GByteArray *b = g_byte_array_new();
+    uint32_t sum;
+    uint16_t csum;
+
+    g_byte_array_append(b, macs, sizeof(macs));
+    put16(b, 0x0800);
+    put32(b, 0x45000000 | (T_IP4_LEN + tcp_len));
+    put32(b, 0x00014000);
+    put32(b, 0x40060000);
+    g_byte_array_append(b, src, 4);
+    g_byte_array_append(b, dst, 4);
+    csum = csum_finish(sum16(0, b->data + T_ETH_LEN, T_IP4_LEN));
+    b->data[T_ETH_LEN + 10] = csum >> 8;
+    b->data[T_ETH_LEN + 11] = csum & 0xff;
+
+    put32(b, from_guest ? (80u << 16) | 40000 : (40000u << 16) | 80);
+    put32(b, seq);
+    put32(b, ack);
+    put16(b, (5 << 12) | flags);
+    put32(b, 65535u << 16);     /* window, checksum 0 for now */
+    put16(b, 0);                /* urgent pointer */
+    for (size_t i = 0; i < payload_len; i++) {
+        uint8_t c = 'A' + i % 26;
+
+        g_byte_array_append(b, &c, 1);
+    }
+    sum = sum16(0, src, 4);
+    sum = sum16(sum, dst, 4);
+    sum += 6 + tcp_len;
+    csum = csum_finish(sum16(sum, b->data + T_TCP_OFF, tcp_len));
+    b->data[T_TCP_OFF + 16] = csum >> 8;
+    b->data[T_TCP_OFF + 17] = csum & 0xff;
+    return b;
+}
+
+/* ---- Socket netdev framing: be32 length, then the frame ---- */
+
+static void send_frame(int fd, const void *data, size_t len)
+{
+    uint32_t be_len = htonl(len);
+
+    g_assert_cmpint(send(fd, &be_len, 4, 0), ==, 4);
+    g_assert_cmpint(send(fd, data, len, 0), ==, len);
+}
+
+static GByteArray *recv_frame(int fd)
+{
+    GByteArray *b = g_byte_array_new();
+    uint32_t be_len;
+    size_t len;
+
+    g_assert_cmpint(recv(fd, &be_len, 4, MSG_WAITALL), ==, 4);
+    len = ntohl(be_len);
+    g_assert_cmpuint(len, <, 65536);
+    g_byte_array_set_size(b, len);
+    g_assert_cmpint(recv(fd, b->data, len, MSG_WAITALL), ==, len);
+    return b;
+}
+
+/*
+ * Send @in into one side; what comes out of the other side must be @want
+ * (the netdev may pad a short frame behind it).
+ */
+static void expect_through(int in_fd, int out_fd, const GByteArray *in,
+                           const GByteArray *want)
+{
+    g_autoptr(GByteArray) out = NULL;
+
+    send_frame(in_fd, in->data, in->len);
+    out = recv_frame(out_fd);
+    g_assert_cmpuint(out->len, >=, want->len);
+    g_assert_cmpmem(out->data, want->len, want->data, want->len);
+}
+
+/* A segment from the client, and what the guest must get. */
+static void to_guest(Rig *r, uint8_t flags, uint32_t seq, uint32_t ack,
+                     uint32_t want_ack, size_t payload_len)
+{
+    g_autoptr(GByteArray) in = tcp_frame(false, flags, seq, ack, payload_len);
+    g_autoptr(GByteArray) want = tcp_frame(false, flags, seq, want_ack,
+                                           payload_len);
+
+    expect_through(r->client_fd, r->guest_fd, in, want);
+}
+
+/* A segment from the guest, and what the client side must get. */
+static void from_guest(Rig *r, uint8_t flags, uint32_t seq, uint32_t ack,
+                       uint32_t want_seq, size_t payload_len)
+{
+    g_autoptr(GByteArray) in = tcp_frame(true, flags, seq, ack, payload_len);
+    g_autoptr(GByteArray) want = tcp_frame(true, flags, want_seq, ack,
+                                           payload_len);
+
+    expect_through(r->guest_fd, r->client_fd, in, want);
+}
+
+/* ---- QEMU ---- */
+
+static void rig_start(Rig *r, const char *filter_args)
+{
+    int client[2], guest[2];
+    struct timeval tv = { .tv_sec = 60 };
+
+    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, client), ==, 0);
+    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, guest), ==, 0);
+    r->qts = qtest_initf(
+        "-machine none -nodefaults "
+        "-netdev socket,id=client,fd=%d "
+        "-netdev hubport,id=hc,hubid=0,netdev=client "
+        "-netdev socket,id=guest,fd=%d "
+        "-netdev hubport,id=hg,hubid=0,netdev=guest %s",
+        client[1], guest[1], filter_args);
+    close(client[1]);
+    close(guest[1]);
+    r->client_fd = client[0];
+    r->guest_fd = guest[0];
+    /* A wedged filter fails the test instead of hanging it. */
+    setsockopt(r->client_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(r->guest_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    qtest_qmp_assert_success(r->qts, "{ 'execute': 'query-status' }");
+}
+
+static void rig_stop(Rig *r)
+{
+    qtest_quit(r->qts);
+    close(r->client_fd);
+    close(r->guest_fd);
+}
+
+static uint64_t counter(Rig *r, const char *id, const char *name)
+{
+    g_autofree char *path = g_strdup_printf("/objects/%s", id);
+    g_autoptr(QDict) resp = qtest_qmp(r->qts,
+        "{ 'execute': 'qom-get', 'arguments': "
+        "{ 'path': %s, 'property': %s } }", path, name);
+
+    g_assert_true(qdict_haskey(resp, "return"));
+    return qdict_get_int(resp, "return");
+}
+
+/*
+ * Client opens: SYN, SVM's SYN-ACK with ISN 1000, the client's ACK of the
+ * PVM's ISN 50000.  Then data both ways, rewritten by 49000.
+ */
+static void handshake_and_data(Rig *r)
+{
+    const uint32_t svm = 1000, pvm = 50000;
+
+    to_guest(r, T_SYN, 7, 0, 0, 0);
+    from_guest(r, T_SYN | T_ACK, svm, 8, svm, 0);
+    to_guest(r, T_ACK, 8, pvm + 1, svm + 1, 0);
+    to_guest(r, T_ACK, 8, pvm + 1, svm + 1, 120);
+    from_guest(r, T_ACK, svm + 1, 128, pvm + 1, 700);
+    to_guest(r, T_ACK, 128, pvm + 701, svm + 701, 0);
+}
+
+static void test_end_to_end(void)
+{
+    Rig r;
+
+    rig_start(&r, "-object filter-rewriter,id=rw0,netdev=client,queue=all");
+    handshake_and_data(&r);
+    g_assert_cmpuint(counter(&r, "rw0", "tracked-connections"), ==, 1);
+    g_assert_cmpuint(counter(&r, "rw0", "rewritten-packets"), ==, 4);
+
+    /* Both FINs, both acked: the connection is closed. */
+    from_guest(&r, T_FIN | T_ACK, 1701, 128, 50701, 0);
+    to_guest(&r, T_FIN | T_ACK, 128, 50702, 1702, 0);
+    from_guest(&r, T_ACK, 1702, 129, 50702, 0);
+    g_assert_cmpuint(counter(&r, "rw0", "closed-connections"), ==, 1);
+    rig_stop(&r);
+}
+
+/* The filter can come and go while frames flow. */
+static void test_object_add_del(void)
+{
+    Rig r;
+
+    rig_start(&r, "");
+    to_guest(&r, T_ACK, 1, 2, 2, 10);
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'rw1', "
+        "  'netdev': 'client', 'queue': 'all' } }");
+    handshake_and_data(&r);
+    g_assert_cmpuint(counter(&r, "rw1", "rewritten-packets"), ==, 4);
+
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-del', 'arguments': { 'id': 'rw1' } }");
+    /* Nothing rewrites the SVM's numbers any more. */
+    from_guest(&r, T_ACK, 1701, 128, 1701, 5);
+
+    /* A new filter adopts the running connection with offset 0. */
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'rw2', "
+        "  'netdev': 'client', 'queue': 'all' } }");
+    from_guest(&r, T_ACK, 1706, 128, 1706, 5);
+    to_guest(&r, T_ACK, 128, 1711, 1711, 0);
+    g_assert_cmpuint(counter(&r, "rw2", "tracked-connections"), ==, 1);
+    g_assert_cmpuint(counter(&r, "rw2", "rewritten-packets"), ==, 0);
+    rig_stop(&r);
+}
+
+/* Bad frames are counted and pass unchanged; the filter keeps working. */
+static void test_bad_frames(void)
+{
+    g_autoptr(GByteArray) good = tcp_frame(true, T_ACK, 1, 2, 30);
+    g_autoptr(GByteArray) arp = g_byte_array_new();
+    static const uint8_t arp_hdr[14] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0, 0, 1, 8, 6
+    };
+    Rig r;
+
+    rig_start(&r, "-object filter-rewriter,id=rw0,netdev=client,queue=all");
+    for (size_t len = 20; len < good->len; len += 7) {
+        g_autoptr(GByteArray) cut = g_byte_array_sized_new(len);
+
+        g_byte_array_append(cut, good->data, len);
+        expect_through(r.guest_fd, r.client_fd, cut, cut);
+    }
+    g_assert_cmpuint(counter(&r, "rw0", "malformed-packets"), ==,
+                     (good->len - 20 + 6) / 7);
+
+    g_byte_array_append(arp, arp_hdr, sizeof(arp_hdr));
+    g_byte_array_set_size(arp, 60);
+    expect_through(r.client_fd, r.guest_fd, arp, arp);
+    g_assert_cmpuint(counter(&r, "rw0", "non-tcp-packets"), ==, 1);
+    g_assert_cmpuint(counter(&r, "rw0", "tracked-connections"), ==, 0);
+
+    handshake_and_data(&r);
+    rig_stop(&r);
+}
+
+/* Wrong arguments get an error and leave QEMU running. */
+static void test_bad_args(void)
+{
+    Rig r;
+    QDict *resp;
+
+    rig_start(&r, "");
+    resp = qtest_qmp(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'x', 'netdev': 'nope' } }");
+    g_assert_true(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    resp = qtest_qmp(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'x', 'netdev': 'client', "
+        "  'vnet_hdr_support': 'maybe' } }");
+    g_assert_true(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    /* The counters are read-only. */
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'ok', 'netdev': 'client' } }");
+    resp = qtest_qmp(r.qts,
+        "{ 'execute': 'qom-set', 'arguments': "
+        "{ 'path': '/objects/ok', 'property': 'rewritten-packets', "
+        "  'value': 1 } }");
+    g_assert_true(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    to_guest(&r, T_ACK, 1, 2, 2, 0);
+    rig_stop(&r);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/colo-rewriter/end-to-end", test_end_to_end);
+    qtest_add_func("/colo-rewriter/object-add-del", test_object_add_del);
+    qtest_add_func("/colo-rewriter/bad-frames", test_bad_frames);
+    qtest_add_func("/colo-rewriter/bad-args", test_bad_args);
+    return g_test_run();
+}
