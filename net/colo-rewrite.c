@@ -31,9 +31,11 @@ typedef struct ColoRewriteConn {
     uint32_t svm_isn;           /* seq of the SVM's SYN or SYN-ACK */
     uint32_t offset;            /* PVM seq - SVM seq */
     uint32_t early_ack;         /* peer's ack seen before the SVM's ISN */
+    uint32_t syn_seq;           /* seq of the first SYN without ACK */
     bool isn_known;
     bool offset_known;
     bool early_ack_known;
+    bool syn_seen;
 
     bool guest_fin;             /* FIN seen from the SVM */
     bool peer_fin;              /* FIN seen towards the SVM */
@@ -145,6 +147,29 @@ static void conn_free(gpointer data)
 static bool frame_is_fresh_syn(const ColoRewriteFrame *f)
 {
     return (f->pkt.tcp.flags & (TH_SYN | TH_ACK)) == TH_SYN;
+}
+
+/*
+ * A SYN that opens a new connection on the ports of a tracked one: after
+ * it closed, or once the offset is known and the SYN is not a repeat of
+ * the one that opened it (no FIN or RST was seen, or it was evicted and
+ * adopted again).
+ */
+static bool conn_reopened(const ColoRewriteConn *c, const ColoRewriteFrame *f)
+{
+    if (!frame_is_fresh_syn(f)) {
+        return false;
+    }
+    return c->closed || (c->offset_known &&
+                         (!c->syn_seen || f->pkt.tcp.seq != c->syn_seq));
+}
+
+static void conn_note_syn(ColoRewriteConn *c, const ColoRewriteFrame *f)
+{
+    if (frame_is_fresh_syn(f) && !c->syn_seen) {
+        c->syn_seen = true;
+        c->syn_seq = f->pkt.tcp.seq;
+    }
 }
 
 /*
@@ -300,7 +325,7 @@ static ColoRewriteConn *conn_find_failover(ColoRewriter *rw,
     ColoConn *conn = colo_conn_table_lookup(rw->table, key);
     ColoRewriteConn *c = conn ? colo_conn_get_user_data(conn) : NULL;
 
-    if (c && c->closed && frame_is_fresh_syn(f)) {
+    if (c && conn_reopened(c, f)) {
         colo_conn_table_remove(rw->table, key);
         c = NULL;
     }
@@ -327,11 +352,11 @@ static ColoRewriteConn *conn_for_frame(ColoRewriter *rw,
     }
     conn = colo_conn_table_get(rw->table, &key, kdir, &created);
     c = colo_conn_get_user_data(conn);
-    if (created || (c->closed && frame_is_fresh_syn(f))) {
-        /* New connection, or a closed one's ports reused. */
+    if (created || conn_reopened(c, f)) {
         c = conn_new(rw, f);
         colo_conn_set_user_data(conn, c);
     }
+    conn_note_syn(c, f);
     return c;
 }
 

@@ -741,6 +741,30 @@ static void test_port_reuse(void)
     g_assert_cmpuint(colo_rewriter_stats(rw)->offsets_learned, ==, 2);
 }
 
+/* A new SYN on ports still tracked, without a FIN or RST seen before. */
+static void test_reopen_unseen_close(void)
+{
+    g_autoptr(ColoRewriter) rw = colo_rewriter_new(16);
+    Flow fl = flow_plain;
+
+    /* Adopted mid-stream, then a handshake on the same ports. */
+    pass(rw, &fl, &(Seg){ false, T_ACK, 5, 6 }, 5, 6);
+    client_opens(rw, &fl, 9, 20, 900);
+    /* A repeat of the opening SYN changes nothing... */
+    pass(rw, &fl, &(Seg){ false, T_SYN, 9, 0 }, 9, 0);
+    g_assert_cmphex(offset_of(rw, &fl), ==, 880);
+    /* ...a different one starts over. */
+    client_opens(rw, &fl, 4000, 7, 77);
+    g_assert_cmpuint(colo_rewriter_stats(rw)->offsets_learned, ==, 2);
+
+    /* The same when the guest opens twice. */
+    fl.peer_port++;
+    guest_opens(rw, &fl, 1, 100, 5000);
+    guest_opens(rw, &fl, 1, 200, 7000);
+    g_assert_cmphex(offset_of(rw, &fl), ==, 6800);
+    g_assert_cmpuint(colo_rewriter_conn_count(rw), ==, 2);
+}
+
 /* ---- Table bound ---- */
 
 static void test_eviction(void)
@@ -913,6 +937,7 @@ int main(int argc, char **argv)
                     test_fin_wraparound);
     g_test_add_func("/colo-rewrite/close/rst", test_rst);
     g_test_add_func("/colo-rewrite/close/port-reuse", test_port_reuse);
+    g_test_add_func("/colo-rewrite/close/reopen", test_reopen_unseen_close);
     g_test_add_func("/colo-rewrite/table/eviction", test_eviction);
     g_test_add_func("/colo-rewrite/malformed/non-tcp", test_non_tcp);
     g_test_add_func("/colo-rewrite/malformed/truncated", test_truncated);
