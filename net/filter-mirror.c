@@ -1,0 +1,452 @@
+/*
+ * COLO network filters over chardevs: filter-mirror and filter-redirector.
+ *
+ * filter-mirror copies every packet it sees to the chardev "outdev" and lets
+ * it go on.  filter-redirector sends the packets it sees to "outdev" instead
+ * of letting them go on (if it has no outdev they go on), and injects the
+ * frames read from "indev" where it sits in the filter chain, in its
+ * direction (see redirector_sender()).  Frames use the COLO chardev framing
+ * (net/colo-frame.h); writes never block, a slow or absent reader makes
+ * frames drop and count instead.
+ *
+ * vnet headers: packets in the chain carry the netdev's vnet header
+ * (qemu_get_vnet_hdr_len(), 0 for most backends; none on packets flagged
+ * QEMU_NET_PACKET_FLAG_RAW).  With vnet_hdr_support=on the header length is
+ * sent with each frame; with it off the header is stripped, so the peer
+ * always gets what it asked for.  Frames read from indev are adapted to the
+ * netdev's header length: a missing or shorter header is zero-extended and a
+ * longer one truncated (virtio-net header layouts extend each other, and an
+ * all-zero header means "no offload").
+ *
+ * Read-only uint64 properties, for users and tests:
+ *   frames-out          frames fully written to outdev
+ *   bytes-out           payload bytes of those frames
+ *   frames-out-dropped  packets not written to outdev: reader too slow
+ *                       (queue full), absent or gone, or packet too big
+ *   frames-in           (redirector) frames read from indev and injected
+ *   frames-in-dropped   (redirector) frames read from indev with nowhere to
+ *                       go (the netdev has no peer on that side)
+ *   frames-in-bad       (redirector) framing errors on indev
+ * While a redirector is off, indev is not read: its frames wait in the
+ * chardev and are injected once it is on again.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qemu/iov.h"
+#include "qemu/units.h"
+#include "qom/object.h"
+#include "chardev/char.h"
+#include "chardev/char-fe.h"
+#include "net/filter.h"
+#include "net/net.h"
+#include "net/colo-frame.h"
+
+#define TYPE_FILTER_MIRROR "filter-mirror"
+#define TYPE_FILTER_REDIRECTOR "filter-redirector"
+
+/* Bytes queued for a slow outdev reader before packets are dropped. */
+#define FILTER_MIRROR_MAX_QUEUED (1 * MiB)
+
+/* One state for both types: they differ only in their class hooks. */
+typedef struct MirrorState {
+    NetFilterState parent_obj;
+
+    char *indev;
+    char *outdev;
+    bool vnet_hdr;
+    CharFrontend chr_in;
+    CharFrontend chr_out;
+    ColoFrameReader reader;
+    ColoFrameWriter *writer;
+    uint64_t frames_in;
+    uint64_t frames_in_dropped;
+} MirrorState;
+
+typedef enum MirrorCounter {
+    MIRROR_FRAMES_OUT,
+    MIRROR_BYTES_OUT,
+    MIRROR_FRAMES_OUT_DROPPED,
+    MIRROR_FRAMES_IN,
+    MIRROR_FRAMES_IN_DROPPED,
+    MIRROR_FRAMES_IN_BAD,
+} MirrorCounter;
+
+static MirrorState *mirror_state(void *obj)
+{
+    return container_of(NETFILTER(obj), MirrorState, parent_obj);
+}
+
+/* Send one packet to outdev, with or without its vnet header. */
+static void mirror_send(MirrorState *s, unsigned flags,
+                        const struct iovec *iov, int iovcnt)
+{
+    NetFilterState *nf = &s->parent_obj;
+    uint32_t hdr = 0;
+    g_autofree struct iovec *payload = NULL;
+    int n;
+
+    if (!(flags & QEMU_NET_PACKET_FLAG_RAW)) {
+        hdr = qemu_get_vnet_hdr_len(nf->netdev);
+    }
+    if (s->vnet_hdr || !hdr) {
+        colo_frame_writer_send(s->writer, iov, iovcnt, hdr);
+        return;
+    }
+    payload = g_new(struct iovec, iovcnt);
+    n = iov_copy(payload, iovcnt, iov, iovcnt, hdr, SIZE_MAX);
+    colo_frame_writer_send(s->writer, payload, n, 0);
+}
+
+static ssize_t filter_mirror_receive_iov(NetFilterState *nf,
+                                         NetClientState *sender,
+                                         unsigned flags,
+                                         const struct iovec *iov,
+                                         int iovcnt,
+                                         NetPacketSent *sent_cb)
+{
+    mirror_send(mirror_state(nf), flags, iov, iovcnt);
+    return 0;
+}
+
+static ssize_t filter_redirector_receive_iov(NetFilterState *nf,
+                                             NetClientState *sender,
+                                             unsigned flags,
+                                             const struct iovec *iov,
+                                             int iovcnt,
+                                             NetPacketSent *sent_cb)
+{
+    MirrorState *s = mirror_state(nf);
+
+    if (!s->writer) {
+        return 0;
+    }
+    mirror_send(s, flags, iov, iovcnt);
+    /* Swallowed, even when dropped: it was meant for outdev only. */
+    return iov_size(iov, iovcnt);
+}
+
+/*
+ * Injected frames enter the chain as if the netdev (queue=tx: towards the
+ * guest) or its peer (queue=rx: towards the backend) had sent them.  With
+ * queue=all they go towards the guest: a redirector's indev carries traffic
+ * for the guest in every COLO setup that uses one on the netdev's tx side,
+ * and one direction must be chosen for a frame that says nothing about it.
+ */
+static NetClientState *redirector_sender(NetFilterState *nf)
+{
+    if (nf->direction == NET_FILTER_DIRECTION_RX) {
+        return nf->netdev->peer;
+    }
+    return nf->netdev;
+}
+
+static void redirector_inject(void *opaque, const uint8_t *buf, size_t len,
+                              uint32_t vnet_hdr_len)
+{
+    MirrorState *s = opaque;
+    NetFilterState *nf = &s->parent_obj;
+    NetClientState *sender = redirector_sender(nf);
+    uint32_t want = qemu_get_vnet_hdr_len(nf->netdev);
+    g_autofree uint8_t *copy = NULL;
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+    if (!sender || !sender->peer) {
+        s->frames_in_dropped++;
+        return;
+    }
+    if (vnet_hdr_len != want) {
+        iov.iov_len = want + len - vnet_hdr_len;
+        copy = g_malloc0(iov.iov_len);
+        memcpy(copy, buf, MIN(want, vnet_hdr_len));
+        memcpy(copy + want, buf + vnet_hdr_len, len - vnet_hdr_len);
+        iov.iov_base = copy;
+    }
+    s->frames_in++;
+    qemu_netfilter_pass_to_next(sender, QEMU_NET_PACKET_FLAG_NONE, &iov, 1,
+                                nf);
+}
+
+static int redirector_can_read(void *opaque)
+{
+    return COLO_FRAME_MAX_LEN;
+}
+
+static void redirector_read(void *opaque, const uint8_t *buf, int size)
+{
+    MirrorState *s = opaque;
+
+    colo_frame_reader_feed(&s->reader, buf, size, redirector_inject, s);
+}
+
+static void redirector_in_event(void *opaque, QEMUChrEvent event)
+{
+    MirrorState *s = opaque;
+
+    /* A new connection starts with a new frame. */
+    if (event == CHR_EVENT_CLOSED) {
+        colo_frame_reader_reset(&s->reader);
+    }
+}
+
+static void mirror_out_event(void *opaque, QEMUChrEvent event)
+{
+    MirrorState *s = opaque;
+
+    if (event == CHR_EVENT_CLOSED) {
+        colo_frame_writer_reset(s->writer);
+    }
+}
+
+/* Read indev only while on; keep its close events either way. */
+static void redirector_set_in_handlers(MirrorState *s, bool on)
+{
+    qemu_chr_fe_set_handlers(&s->chr_in,
+                             on ? redirector_can_read : NULL,
+                             on ? redirector_read : NULL,
+                             redirector_in_event, NULL, s, NULL, true);
+}
+
+static bool mirror_open_chardev(NetFilterState *nf, CharFrontend *fe,
+                                const char *prop, const char *id,
+                                Error **errp)
+{
+    Chardev *chr = qemu_chr_find(id);
+
+    if (!chr) {
+        error_setg(errp, "%s: %s chardev '%s' not found",
+                   object_get_typename(OBJECT(nf)), prop, id);
+        return false;
+    }
+    return qemu_chr_fe_init(fe, chr, errp);
+}
+
+static bool mirror_open_outdev(MirrorState *s, Error **errp)
+{
+    if (!mirror_open_chardev(&s->parent_obj, &s->chr_out, "outdev",
+                             s->outdev, errp)) {
+        return false;
+    }
+    s->writer = colo_frame_writer_new(&s->chr_out, s->vnet_hdr,
+                                      FILTER_MIRROR_MAX_QUEUED);
+    qemu_chr_fe_set_handlers(&s->chr_out, NULL, NULL, mirror_out_event,
+                             NULL, s, NULL, true);
+    return true;
+}
+
+static void filter_mirror_setup(NetFilterState *nf, Error **errp)
+{
+    MirrorState *s = mirror_state(nf);
+
+    if (!s->outdev) {
+        error_setg(errp, "filter-mirror: parameter 'outdev' is required");
+        return;
+    }
+    mirror_open_outdev(s, errp);
+}
+
+static void filter_redirector_setup(NetFilterState *nf, Error **errp)
+{
+    MirrorState *s = mirror_state(nf);
+
+    if (!s->indev && !s->outdev) {
+        error_setg(errp, "filter-redirector: 'indev' or 'outdev' is required");
+        return;
+    }
+    if (s->indev && s->outdev && !strcmp(s->indev, s->outdev)) {
+        error_setg(errp, "filter-redirector: 'indev' and 'outdev' must be "
+                   "different chardevs");
+        return;
+    }
+    if (s->indev) {
+        if (!mirror_open_chardev(nf, &s->chr_in, "indev", s->indev, errp)) {
+            return;
+        }
+        colo_frame_reader_init(&s->reader, s->vnet_hdr);
+        redirector_set_in_handlers(s, nf->on);
+    }
+    if (s->outdev) {
+        mirror_open_outdev(s, errp);
+    }
+}
+
+static void filter_redirector_status_changed(NetFilterState *nf,
+                                             Error **errp)
+{
+    MirrorState *s = mirror_state(nf);
+
+    if (s->indev) {
+        redirector_set_in_handlers(s, nf->on);
+    }
+}
+
+/* Also runs when setup failed or never ran: everything may be unset. */
+static void filter_mirror_cleanup(NetFilterState *nf)
+{
+    MirrorState *s = mirror_state(nf);
+
+    qemu_chr_fe_deinit(&s->chr_in, false);
+    colo_frame_reader_destroy(&s->reader);
+    /* Handlers first: the close event handler uses the writer. */
+    qemu_chr_fe_deinit(&s->chr_out, false);
+    colo_frame_writer_free(s->writer);
+    s->writer = NULL;
+}
+
+static void filter_mirror_finalize(Object *obj)
+{
+    MirrorState *s = mirror_state(obj);
+
+    g_free(s->indev);
+    g_free(s->outdev);
+}
+
+/* The chardevs are opened at creation: changing them later means nothing. */
+static bool mirror_settable(Object *obj, const char *name, Error **errp)
+{
+    if (NETFILTER(obj)->netdev) {
+        error_setg(errp, "%s: '%s' cannot be changed once the filter is "
+                   "created", object_get_typename(obj), name);
+        return false;
+    }
+    return true;
+}
+
+static char *mirror_get_indev(Object *obj, Error **errp)
+{
+    return g_strdup(mirror_state(obj)->indev);
+}
+
+static void mirror_set_indev(Object *obj, const char *value, Error **errp)
+{
+    MirrorState *s = mirror_state(obj);
+
+    if (mirror_settable(obj, "indev", errp)) {
+        g_free(s->indev);
+        s->indev = g_strdup(value);
+    }
+}
+
+static char *mirror_get_outdev(Object *obj, Error **errp)
+{
+    return g_strdup(mirror_state(obj)->outdev);
+}
+
+static void mirror_set_outdev(Object *obj, const char *value, Error **errp)
+{
+    MirrorState *s = mirror_state(obj);
+
+    if (mirror_settable(obj, "outdev", errp)) {
+        g_free(s->outdev);
+        s->outdev = g_strdup(value);
+    }
+}
+
+static bool mirror_get_vnet_hdr(Object *obj, Error **errp)
+{
+    return mirror_state(obj)->vnet_hdr;
+}
+
+static void mirror_set_vnet_hdr(Object *obj, bool value, Error **errp)
+{
+    if (mirror_settable(obj, "vnet_hdr_support", errp)) {
+        mirror_state(obj)->vnet_hdr = value;
+    }
+}
+
+static uint64_t mirror_counter(MirrorState *s, MirrorCounter c)
+{
+    const ColoFrameStats *out = s->writer ?
+                                colo_frame_writer_stats(s->writer) : NULL;
+
+    switch (c) {
+    case MIRROR_FRAMES_OUT:
+        return out ? out->frames : 0;
+    case MIRROR_BYTES_OUT:
+        return out ? out->bytes : 0;
+    case MIRROR_FRAMES_OUT_DROPPED:
+        return out ? out->dropped + out->bad_frames : 0;
+    case MIRROR_FRAMES_IN:
+        return s->frames_in;
+    case MIRROR_FRAMES_IN_DROPPED:
+        return s->frames_in_dropped;
+    case MIRROR_FRAMES_IN_BAD:
+        return s->reader.stats.bad_frames;
+    default:
+        g_assert_not_reached();
+    }
+}
+
+static void mirror_get_counter(Object *obj, Visitor *v, const char *name,
+                               void *opaque, Error **errp)
+{
+    uint64_t value = mirror_counter(mirror_state(obj),
+                                    (MirrorCounter)(uintptr_t)opaque);
+
+    visit_type_uint64(v, name, &value, errp);
+}
+
+static void mirror_add_counter(ObjectClass *oc, const char *name,
+                               MirrorCounter c)
+{
+    object_class_property_add(oc, name, "uint64", mirror_get_counter,
+                              NULL, NULL, (void *)(uintptr_t)c);
+}
+
+static void mirror_class_add_common(ObjectClass *oc)
+{
+    object_class_property_add_str(oc, "outdev", mirror_get_outdev,
+                                  mirror_set_outdev);
+    object_class_property_add_bool(oc, "vnet_hdr_support",
+                                   mirror_get_vnet_hdr, mirror_set_vnet_hdr);
+    mirror_add_counter(oc, "frames-out", MIRROR_FRAMES_OUT);
+    mirror_add_counter(oc, "bytes-out", MIRROR_BYTES_OUT);
+    mirror_add_counter(oc, "frames-out-dropped", MIRROR_FRAMES_OUT_DROPPED);
+}
+
+static void filter_mirror_class_init(ObjectClass *oc, const void *data)
+{
+    NetFilterClass *nfc = NETFILTER_CLASS(oc);
+
+    mirror_class_add_common(oc);
+    nfc->setup = filter_mirror_setup;
+    nfc->cleanup = filter_mirror_cleanup;
+    nfc->receive_iov = filter_mirror_receive_iov;
+}
+
+static void filter_redirector_class_init(ObjectClass *oc, const void *data)
+{
+    NetFilterClass *nfc = NETFILTER_CLASS(oc);
+
+    mirror_class_add_common(oc);
+    object_class_property_add_str(oc, "indev", mirror_get_indev,
+                                  mirror_set_indev);
+    mirror_add_counter(oc, "frames-in", MIRROR_FRAMES_IN);
+    mirror_add_counter(oc, "frames-in-dropped", MIRROR_FRAMES_IN_DROPPED);
+    mirror_add_counter(oc, "frames-in-bad", MIRROR_FRAMES_IN_BAD);
+    nfc->setup = filter_redirector_setup;
+    nfc->cleanup = filter_mirror_cleanup;
+    nfc->status_changed = filter_redirector_status_changed;
+    nfc->receive_iov = filter_redirector_receive_iov;
+}
+
+static const TypeInfo filter_mirror_types[] = {
+    {
+        .name = TYPE_FILTER_MIRROR,
+        .parent = TYPE_NETFILTER,
+        .class_init = filter_mirror_class_init,
+        .instance_size = sizeof(MirrorState),
+        .instance_finalize = filter_mirror_finalize,
+    }, {
+        .name = TYPE_FILTER_REDIRECTOR,
+        .parent = TYPE_NETFILTER,
+        .class_init = filter_redirector_class_init,
+        .instance_size = sizeof(MirrorState),
+        .instance_finalize = filter_mirror_finalize,
+    },
+};
+
+DEFINE_TYPES(filter_mirror_types)
