@@ -9,6 +9,13 @@
  *
  *   test --A-- [client + filter-rewriter] <-hub-> [guest] --B-- test
  *
+ * The secondary's full set-up adds filter-redirectors as upstream's COLO
+ * documentation has them: client frames come in on chardev red0 (from the
+ * PVM's filter-mirror), SVM output leaves on red1 (to colo-compare).
+ *
+ *   test --red0--> [client: redirector in, redirector out, rewriter]
+ *   test <--red1--                     <-hub-> [guest] --B-- test
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -32,8 +39,10 @@ static const uint8_t ip_client[4] = { 10, 0, 0, 7 };
 
 typedef struct Rig {
     QTestState *qts;
-    int client_fd;          /* our end of the "client" netdev's socket */
+    int client_in_fd;       /* we write what clients send here */
+    int client_out_fd;      /* and read what reaches them here */
     int guest_fd;           /* our end of the "guest" netdev's socket */
+    int spare_fds[2];       /* our ends of unused sockets, or -1 */
 } Rig;
 
 /* ---- Frames ---- */
@@ -162,7 +171,7 @@ static void to_guest(Rig *r, uint8_t flags, uint32_t seq, uint32_t ack,
     g_autoptr(GByteArray) want = tcp_frame(false, flags, seq, want_ack,
                                            payload_len);
 
-    expect_through(r->client_fd, r->guest_fd, in, want);
+    expect_through(r->client_in_fd, r->guest_fd, in, want);
 }
 
 /* A segment from the guest, and what the client side must get. */
@@ -173,40 +182,85 @@ static void from_guest(Rig *r, uint8_t flags, uint32_t seq, uint32_t ack,
     g_autoptr(GByteArray) want = tcp_frame(true, flags, want_seq, ack,
                                            payload_len);
 
-    expect_through(r->guest_fd, r->client_fd, in, want);
+    expect_through(r->guest_fd, r->client_out_fd, in, want);
 }
 
 /* ---- QEMU ---- */
 
-static void rig_start(Rig *r, const char *filter_args)
+/* A socket pair: QEMU gets one end (returned), we keep the other. */
+static int rig_socket(int *ours)
 {
-    int client[2], guest[2];
+    int sv[2];
     struct timeval tv = { .tv_sec = 60 };
 
-    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, client), ==, 0);
-    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, guest), ==, 0);
-    r->qts = qtest_initf(
-        "-machine none -nodefaults "
-        "-netdev socket,id=client,fd=%d "
-        "-netdev hubport,id=hc,hubid=0,netdev=client "
-        "-netdev socket,id=guest,fd=%d "
-        "-netdev hubport,id=hg,hubid=0,netdev=guest %s",
-        client[1], guest[1], filter_args);
-    close(client[1]);
-    close(guest[1]);
-    r->client_fd = client[0];
-    r->guest_fd = guest[0];
+    g_assert_cmpint(socketpair(PF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
     /* A wedged filter fails the test instead of hanging it. */
-    setsockopt(r->client_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(r->guest_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    *ours = sv[0];
+    return sv[1];
+}
+
+static const char rig_netdevs[] =
+    "-machine none -nodefaults "
+    "-netdev socket,id=client,fd=%d "
+    "-netdev hubport,id=hc,hubid=0,netdev=client "
+    "-netdev socket,id=guest,fd=%d "
+    "-netdev hubport,id=hg,hubid=0,netdev=guest ";
+
+static void rig_started(Rig *r, const int *theirs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        close(theirs[i]);
+    }
     qtest_qmp_assert_success(r->qts, "{ 'execute': 'query-status' }");
+}
+
+static void rig_start(Rig *r, const char *filter_args)
+{
+    g_autofree char *args = g_strconcat(rig_netdevs, "%s", NULL);
+    int theirs[2];
+
+    theirs[0] = rig_socket(&r->client_in_fd);
+    theirs[1] = rig_socket(&r->guest_fd);
+    r->client_out_fd = r->client_in_fd;
+    r->spare_fds[0] = r->spare_fds[1] = -1;
+    r->qts = qtest_initf(args, theirs[0], theirs[1], filter_args);
+    rig_started(r, theirs, 2);
+}
+
+/*
+ * The secondary as upstream documents it; @filter_args may add the
+ * rewriter, which then sits behind both redirectors.
+ */
+static void rig_start_secondary(Rig *r, const char *filter_args)
+{
+    g_autofree char *args = g_strconcat(rig_netdevs,
+        "-chardev socket,id=red0,fd=%d -chardev socket,id=red1,fd=%d "
+        "-object filter-redirector,id=f1,netdev=client,queue=tx,indev=red0 "
+        "-object filter-redirector,id=f2,netdev=client,queue=rx,outdev=red1 "
+        "%s", NULL);
+    int theirs[4];
+
+    theirs[0] = rig_socket(&r->spare_fds[0]);
+    theirs[1] = rig_socket(&r->guest_fd);
+    theirs[2] = rig_socket(&r->client_in_fd);
+    theirs[3] = rig_socket(&r->client_out_fd);
+    r->spare_fds[1] = r->client_out_fd;
+    r->qts = qtest_initf(args, theirs[0], theirs[1], theirs[2], theirs[3],
+                         filter_args);
+    rig_started(r, theirs, 4);
 }
 
 static void rig_stop(Rig *r)
 {
     qtest_quit(r->qts);
-    close(r->client_fd);
+    close(r->client_in_fd);
     close(r->guest_fd);
+    for (int i = 0; i < 2; i++) {
+        if (r->spare_fds[i] >= 0) {
+            close(r->spare_fds[i]);
+        }
+    }
 }
 
 static uint64_t counter(Rig *r, const char *id, const char *name)
@@ -284,6 +338,53 @@ static void test_object_add_del(void)
     rig_stop(&r);
 }
 
+/* The property upstream has; a socket netdev has no vnet header. */
+static void test_vnet_hdr_support(void)
+{
+    Rig r;
+
+    rig_start(&r, "-object filter-rewriter,id=rw0,netdev=client,queue=all,"
+              "vnet_hdr_support=on");
+    handshake_and_data(&r);
+    g_assert_cmpuint(counter(&r, "rw0", "rewritten-packets"), ==, 4);
+    rig_stop(&r);
+}
+
+/*
+ * On the secondary, between the redirectors: client frames injected from
+ * red0 get their ack rewritten, the SVM's output leaves on red1 with the
+ * PVM's seq.  The rewriter can be added and removed while it runs.
+ */
+static void test_secondary_chain(void)
+{
+    Rig r;
+
+    rig_start_secondary(&r, "-object filter-rewriter,id=rw0,"
+                        "netdev=client,queue=all");
+    handshake_and_data(&r);
+    g_assert_cmpuint(counter(&r, "rw0", "rewritten-packets"), ==, 4);
+
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-del', 'arguments': { 'id': 'rw0' } }");
+    from_guest(&r, T_ACK, 1701, 128, 1701, 5);
+    to_guest(&r, T_ACK, 128, 50706, 50706, 0);
+
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'object-add', 'arguments': "
+        "{ 'qom-type': 'filter-rewriter', 'id': 'rw1', "
+        "  'netdev': 'client', 'queue': 'all' } }");
+    /*
+     * The old connection is adopted as it is, then reset: its ports open
+     * a new one, whose offset is learned afresh.
+     */
+    from_guest(&r, T_ACK, 1706, 128, 1706, 5);
+    to_guest(&r, T_RST, 128, 0, 0, 0);
+    handshake_and_data(&r);
+    g_assert_cmpuint(counter(&r, "rw1", "rewritten-packets"), ==, 4);
+    g_assert_cmpuint(counter(&r, "rw1", "closed-connections"), ==, 1);
+    rig_stop(&r);
+}
+
 /* Bad frames are counted and pass unchanged; the filter keeps working. */
 static void test_bad_frames(void)
 {
@@ -299,14 +400,14 @@ static void test_bad_frames(void)
         g_autoptr(GByteArray) cut = g_byte_array_sized_new(len);
 
         g_byte_array_append(cut, good->data, len);
-        expect_through(r.guest_fd, r.client_fd, cut, cut);
+        expect_through(r.guest_fd, r.client_out_fd, cut, cut);
     }
     g_assert_cmpuint(counter(&r, "rw0", "malformed-packets"), ==,
                      (good->len - 20 + 6) / 7);
 
     g_byte_array_append(arp, arp_hdr, sizeof(arp_hdr));
     g_byte_array_set_size(arp, 60);
-    expect_through(r.client_fd, r.guest_fd, arp, arp);
+    expect_through(r.client_in_fd, r.guest_fd, arp, arp);
     g_assert_cmpuint(counter(&r, "rw0", "non-tcp-packets"), ==, 1);
     g_assert_cmpuint(counter(&r, "rw0", "tracked-connections"), ==, 0);
 
@@ -351,6 +452,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/colo-rewriter/end-to-end", test_end_to_end);
     qtest_add_func("/colo-rewriter/object-add-del", test_object_add_del);
+    qtest_add_func("/colo-rewriter/vnet-hdr-support", test_vnet_hdr_support);
+    qtest_add_func("/colo-rewriter/secondary-chain", test_secondary_chain);
     qtest_add_func("/colo-rewriter/bad-frames", test_bad_frames);
     qtest_add_func("/colo-rewriter/bad-args", test_bad_args);
     return g_test_run();
