@@ -201,7 +201,7 @@ static int rig_socket(int *ours)
 }
 
 static const char rig_netdevs[] =
-    "-machine none -nodefaults "
+    "-nodefaults "
     "-netdev socket,id=client,fd=%d "
     "-netdev hubport,id=hc,hubid=0,netdev=client "
     "-netdev socket,id=guest,fd=%d "
@@ -215,9 +215,12 @@ static void rig_started(Rig *r, const int *theirs, int n)
     qtest_qmp_assert_success(r->qts, "{ 'execute': 'query-status' }");
 }
 
-static void rig_start(Rig *r, const char *filter_args)
+/* The rig in a VM started with @machine_args, e.g. a COLO secondary. */
+static void rig_start_vm(Rig *r, const char *machine_args,
+                         const char *filter_args)
 {
-    g_autofree char *args = g_strconcat(rig_netdevs, "%s", NULL);
+    g_autofree char *args = g_strconcat(machine_args, " ", rig_netdevs,
+                                        "%s", NULL);
     int theirs[2];
 
     theirs[0] = rig_socket(&r->client_in_fd);
@@ -228,13 +231,18 @@ static void rig_start(Rig *r, const char *filter_args)
     rig_started(r, theirs, 2);
 }
 
+static void rig_start(Rig *r, const char *filter_args)
+{
+    rig_start_vm(r, "-machine none", filter_args);
+}
+
 /*
  * The secondary as upstream documents it; @filter_args may add the
  * rewriter, which then sits behind both redirectors.
  */
 static void rig_start_secondary(Rig *r, const char *filter_args)
 {
-    g_autofree char *args = g_strconcat(rig_netdevs,
+    g_autofree char *args = g_strconcat("-machine none ", rig_netdevs,
         "-chardev socket,id=red0,fd=%d -chardev socket,id=red1,fd=%d "
         "-object filter-redirector,id=f1,netdev=client,queue=tx,indev=red0 "
         "-object filter-redirector,id=f2,netdev=client,queue=rx,outdev=red1 "
@@ -385,6 +393,121 @@ static void test_secondary_chain(void)
     rig_stop(&r);
 }
 
+/* ---- Under COLO: checkpoint and failover events ---- */
+
+/* A machine small and quick to checkpoint under TCG. */
+#define COLO_VM "-machine pc -accel tcg -m 32M"
+/* Longer than the test: checkpoints happen only when asked for. */
+#define COLO_NO_CHECKPOINT_MS 3600000
+
+static void colo_set_caps(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts,
+        "{ 'execute': 'migrate-set-capabilities', 'arguments': "
+        "{ 'capabilities': [ { 'capability': 'x-colo', 'state': true } ] } }");
+}
+
+static void colo_set_delay(QTestState *qts, int64_t ms)
+{
+    qtest_qmp_assert_success(qts,
+        "{ 'execute': 'migrate-set-parameters', 'arguments': "
+        "{ 'x-checkpoint-delay': %" PRId64 " } }", ms);
+}
+
+static void colo_wait_mode(QTestState *qts, const char *mode)
+{
+    for (int i = 0; i < 6000; i++) {
+        g_autoptr(QDict) rsp = qtest_qmp_assert_success_ref(qts,
+            "{ 'execute': 'query-colo-status' }");
+
+        if (g_str_equal(qdict_get_str(rsp, "mode"), mode)) {
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_error("COLO mode '%s' not reached", mode);
+}
+
+/* One checkpoint, now: a short delay re-arms the primary's timer. */
+static void colo_checkpoint(QTestState *pvm, QTestState *svm)
+{
+    QDict *old;
+
+    /* Drop resumes of earlier checkpoints. */
+    while ((old = qtest_qmp_event_ref(svm, "RESUME"))) {
+        qobject_unref(old);
+    }
+    colo_set_delay(pvm, 1);
+    qtest_qmp_eventwait(svm, "RESUME");
+    colo_set_delay(pvm, COLO_NO_CHECKPOINT_MS);
+}
+
+static char *filter_status(Rig *r, const char *id)
+{
+    g_autofree char *path = g_strdup_printf("/objects/%s", id);
+    g_autoptr(QDict) rsp = qtest_qmp(r->qts,
+        "{ 'execute': 'qom-get', 'arguments': "
+        "{ 'path': %s, 'property': 'status' } }", path);
+
+    return g_strdup(qdict_get_str(rsp, "return"));
+}
+
+/*
+ * A COLO pair with the rig on the secondary.  After a checkpoint the SVM
+ * has the PVM's TCP state: nothing is rewritten.  After failover the
+ * rewriter stays on for the connection that has an offset, while the
+ * other COLO filters turn off as usual.
+ */
+static void test_colo_events(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("colo-rewriter-XXXXXX", NULL);
+    g_autofree char *sock = g_strdup_printf("%s/mig", dir);
+    g_autofree char *uri = g_strconcat("unix:", sock, NULL);
+    g_autofree char *status = NULL;
+    QTestState *pvm;
+    Rig r;
+
+    pvm = qtest_init(COLO_VM " -nodefaults");
+    rig_start_vm(&r, COLO_VM " -incoming defer",
+                 "-object filter-rewriter,id=rw0,netdev=client,queue=all "
+                 "-object filter-buffer,id=other,netdev=guest,interval=1000");
+    colo_set_caps(pvm);
+    colo_set_caps(r.qts);
+    colo_set_delay(pvm, COLO_NO_CHECKPOINT_MS);
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'migrate-incoming', 'arguments': { 'uri': %s } }", uri);
+    qtest_qmp_assert_success(pvm,
+        "{ 'execute': 'migrate', 'arguments': { 'uri': %s } }", uri);
+    colo_wait_mode(pvm, "primary");
+    colo_wait_mode(r.qts, "secondary");
+
+    handshake_and_data(&r);
+    colo_checkpoint(pvm, r.qts);
+    to_guest(&r, T_ACK, 128, 50701, 50701, 10);
+    from_guest(&r, T_ACK, 50701, 138, 50701, 10);
+    g_assert_cmpuint(counter(&r, "rw0", "rewritten-packets"), ==, 4);
+    g_assert_cmpuint(counter(&r, "rw0", "tracked-connections"), ==, 1);
+
+    /* A new connection with an offset, alive at failover. */
+    to_guest(&r, T_RST, 138, 0, 0, 0);
+    handshake_and_data(&r);
+    qtest_qmp_assert_success(r.qts,
+        "{ 'execute': 'x-colo-lost-heartbeat' }");
+    colo_wait_mode(r.qts, "none");
+    status = filter_status(&r, "rw0");
+    g_assert_cmpstr(status, ==, "on");
+    g_free(status);
+    status = filter_status(&r, "other");
+    g_assert_cmpstr(status, ==, "off");
+    from_guest(&r, T_ACK, 1701, 128, 50701, 3);
+    to_guest(&r, T_ACK, 128, 50704, 1704, 0);
+
+    qtest_quit(pvm);
+    rig_stop(&r);
+    unlink(sock);
+    g_rmdir(dir);
+}
+
 /* Bad frames are counted and pass unchanged; the filter keeps working. */
 static void test_bad_frames(void)
 {
@@ -455,6 +578,7 @@ int main(int argc, char **argv)
     qtest_add_func("/colo-rewriter/vnet-hdr-support", test_vnet_hdr_support);
     qtest_add_func("/colo-rewriter/secondary-chain", test_secondary_chain);
     qtest_add_func("/colo-rewriter/bad-frames", test_bad_frames);
+    qtest_add_func("/colo-rewriter/colo-events", test_colo_events);
     qtest_add_func("/colo-rewriter/bad-args", test_bad_args);
     return g_test_run();
 }
