@@ -399,6 +399,16 @@ static void test_secondary_chain(void)
 #define COLO_VM "-machine pc -accel tcg -m 32M"
 /* Longer than the test: checkpoints happen only when asked for. */
 #define COLO_NO_CHECKPOINT_MS 3600000
+/* Bound on waits for QEMU; passing never depends on it. */
+#define COLO_POLLS 6000
+#define COLO_POLL_US (10 * 1000)
+
+typedef struct ColoPair {
+    QTestState *pvm;
+    Rig svm;                /* the rig runs on the secondary */
+    char *dir;
+    char *sock;
+} ColoPair;
 
 static void colo_set_caps(QTestState *qts)
 {
@@ -414,32 +424,111 @@ static void colo_set_delay(QTestState *qts, int64_t ms)
         "{ 'x-checkpoint-delay': %" PRId64 " } }", ms);
 }
 
-static void colo_wait_mode(QTestState *qts, const char *mode)
+static bool colo_in_mode(QTestState *qts, const char *mode)
 {
-    for (int i = 0; i < 6000; i++) {
-        g_autoptr(QDict) rsp = qtest_qmp_assert_success_ref(qts,
-            "{ 'execute': 'query-colo-status' }");
+    g_autoptr(QDict) rsp = qtest_qmp_assert_success_ref(qts,
+        "{ 'execute': 'query-colo-status' }");
 
-        if (g_str_equal(qdict_get_str(rsp, "mode"), mode)) {
-            return;
-        }
-        g_usleep(10 * 1000);
-    }
-    g_error("COLO mode '%s' not reached", mode);
+    return g_str_equal(qdict_get_str(rsp, "mode"), mode);
 }
 
-/* One checkpoint, now: a short delay re-arms the primary's timer. */
-static void colo_checkpoint(QTestState *pvm, QTestState *svm)
+static bool colo_vm_running(QTestState *qts)
 {
-    QDict *old;
+    g_autoptr(QDict) rsp = qtest_qmp_assert_success_ref(qts,
+        "{ 'execute': 'query-status' }");
 
-    /* Drop resumes of earlier checkpoints. */
-    while ((old = qtest_qmp_event_ref(svm, "RESUME"))) {
-        qobject_unref(old);
+    return qdict_get_bool(rsp, "running");
+}
+
+static void colo_wait_mode(QTestState *qts, const char *mode)
+{
+    for (int i = 0; !colo_in_mode(qts, mode); i++) {
+        g_assert_cmpint(i, <, COLO_POLLS);
+        g_usleep(COLO_POLL_US);
     }
-    colo_set_delay(pvm, 1);
+}
+
+/*
+ * Once the SVM runs, it has loaded the first state and its filters heard
+ * of it; a reply to query-status also brings in every event before it.
+ */
+static void colo_wait_svm_running(QTestState *svm)
+{
+    for (int i = 0; !colo_vm_running(svm); i++) {
+        g_assert_cmpint(i, <, COLO_POLLS);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+static void colo_drop_events(QTestState *qts, const char *name)
+{
+    QDict *ev;
+
+    while ((ev = qtest_qmp_event_ref(qts, name))) {
+        qobject_unref(ev);
+    }
+}
+
+/*
+ * A PVM and an SVM in COLO, no checkpoint due, the rig on the SVM with
+ * the rewriter rw0 on "client" and another COLO-unaware filter, "other",
+ * on "guest".
+ */
+static void colo_pair_start(ColoPair *p)
+{
+    g_autofree char *uri = NULL;
+
+    p->dir = g_dir_make_tmp("colo-rewriter-XXXXXX", NULL);
+    p->sock = g_strdup_printf("%s/mig", p->dir);
+    uri = g_strconcat("unix:", p->sock, NULL);
+    p->pvm = qtest_init(COLO_VM " -nodefaults");
+    rig_start_vm(&p->svm, COLO_VM " -incoming defer",
+                 "-object filter-rewriter,id=rw0,netdev=client,queue=all "
+                 "-object filter-buffer,id=other,netdev=guest,interval=1000");
+    colo_set_caps(p->pvm);
+    colo_set_caps(p->svm.qts);
+    colo_set_delay(p->pvm, COLO_NO_CHECKPOINT_MS);
+    qtest_qmp_assert_success(p->svm.qts,
+        "{ 'execute': 'migrate-incoming', 'arguments': { 'uri': %s } }", uri);
+    qtest_qmp_assert_success(p->pvm,
+        "{ 'execute': 'migrate', 'arguments': { 'uri': %s } }", uri);
+    colo_wait_mode(p->pvm, "primary");
+    colo_wait_mode(p->svm.qts, "secondary");
+    colo_wait_svm_running(p->svm.qts);
+}
+
+static void colo_pair_stop(ColoPair *p)
+{
+    qtest_quit(p->pvm);
+    rig_stop(&p->svm);
+    unlink(p->sock);
+    g_rmdir(p->dir);
+    g_free(p->sock);
+    g_free(p->dir);
+}
+
+/*
+ * At least one checkpoint, now: a short delay re-arms the primary's
+ * timer.  One more may follow before the long delay is back.
+ */
+static void colo_checkpoint(ColoPair *p)
+{
+    QTestState *svm = p->svm.qts;
+
+    colo_drop_events(svm, "STOP");
+    colo_drop_events(svm, "RESUME");
+    colo_set_delay(p->pvm, 1);
+    qtest_qmp_eventwait(svm, "STOP");
     qtest_qmp_eventwait(svm, "RESUME");
-    colo_set_delay(pvm, COLO_NO_CHECKPOINT_MS);
+    colo_set_delay(p->pvm, COLO_NO_CHECKPOINT_MS);
+}
+
+/* Fail over on the SVM; filters have been told once COLO is left. */
+static void colo_svm_failover(ColoPair *p)
+{
+    qtest_qmp_assert_success(p->svm.qts,
+                             "{ 'execute': 'x-colo-lost-heartbeat' }");
+    colo_wait_mode(p->svm.qts, "none");
 }
 
 static char *filter_status(Rig *r, const char *id)
@@ -452,60 +541,67 @@ static char *filter_status(Rig *r, const char *id)
     return g_strdup(qdict_get_str(rsp, "return"));
 }
 
-/*
- * A COLO pair with the rig on the secondary.  After a checkpoint the SVM
- * has the PVM's TCP state: nothing is rewritten.  After failover the
- * rewriter stays on for the connection that has an offset, while the
- * other COLO filters turn off as usual.
- */
-static void test_colo_events(void)
+static void assert_filter_status(Rig *r, const char *id, const char *want)
 {
-    g_autofree char *dir = g_dir_make_tmp("colo-rewriter-XXXXXX", NULL);
-    g_autofree char *sock = g_strdup_printf("%s/mig", dir);
-    g_autofree char *uri = g_strconcat("unix:", sock, NULL);
-    g_autofree char *status = NULL;
-    QTestState *pvm;
-    Rig r;
+    g_autofree char *status = filter_status(r, id);
 
-    pvm = qtest_init(COLO_VM " -nodefaults");
-    rig_start_vm(&r, COLO_VM " -incoming defer",
-                 "-object filter-rewriter,id=rw0,netdev=client,queue=all "
-                 "-object filter-buffer,id=other,netdev=guest,interval=1000");
-    colo_set_caps(pvm);
-    colo_set_caps(r.qts);
-    colo_set_delay(pvm, COLO_NO_CHECKPOINT_MS);
-    qtest_qmp_assert_success(r.qts,
-        "{ 'execute': 'migrate-incoming', 'arguments': { 'uri': %s } }", uri);
-    qtest_qmp_assert_success(pvm,
-        "{ 'execute': 'migrate', 'arguments': { 'uri': %s } }", uri);
-    colo_wait_mode(pvm, "primary");
-    colo_wait_mode(r.qts, "secondary");
+    g_assert_cmpstr(status, ==, want);
+}
 
-    handshake_and_data(&r);
-    colo_checkpoint(pvm, r.qts);
-    to_guest(&r, T_ACK, 128, 50701, 50701, 10);
-    from_guest(&r, T_ACK, 50701, 138, 50701, 10);
-    g_assert_cmpuint(counter(&r, "rw0", "rewritten-packets"), ==, 4);
-    g_assert_cmpuint(counter(&r, "rw0", "tracked-connections"), ==, 1);
+/*
+ * After a checkpoint the SVM has the PVM's TCP state: nothing is
+ * rewritten.  With no connection left that needs it, the rewriter turns
+ * off at failover like the other filters.
+ */
+static void test_colo_checkpoint(void)
+{
+    ColoPair p;
+    Rig *r = &p.svm;
 
-    /* A new connection with an offset, alive at failover. */
-    to_guest(&r, T_RST, 138, 0, 0, 0);
-    handshake_and_data(&r);
-    qtest_qmp_assert_success(r.qts,
-        "{ 'execute': 'x-colo-lost-heartbeat' }");
-    colo_wait_mode(r.qts, "none");
-    status = filter_status(&r, "rw0");
-    g_assert_cmpstr(status, ==, "on");
-    g_free(status);
-    status = filter_status(&r, "other");
-    g_assert_cmpstr(status, ==, "off");
-    from_guest(&r, T_ACK, 1701, 128, 50701, 3);
-    to_guest(&r, T_ACK, 128, 50704, 1704, 0);
+    colo_pair_start(&p);
+    handshake_and_data(r);
+    colo_checkpoint(&p);
+    to_guest(r, T_ACK, 128, 50701, 50701, 10);
+    from_guest(r, T_ACK, 50701, 138, 50701, 10);
+    g_assert_cmpuint(counter(r, "rw0", "rewritten-packets"), ==, 4);
+    g_assert_cmpuint(counter(r, "rw0", "tracked-connections"), ==, 1);
 
-    qtest_quit(pvm);
-    rig_stop(&r);
-    unlink(sock);
-    g_rmdir(dir);
+    colo_svm_failover(&p);
+    assert_filter_status(r, "rw0", "off");
+    assert_filter_status(r, "other", "off");
+    colo_pair_stop(&p);
+}
+
+/*
+ * At failover the rewriter stays on for the connection that has an
+ * offset, while other filters turn off as usual; a connection opened
+ * afterwards is left alone.
+ */
+static void test_colo_failover(void)
+{
+    ColoPair p;
+    Rig *r = &p.svm;
+
+    colo_pair_start(&p);
+    handshake_and_data(r);
+    colo_svm_failover(&p);
+    assert_filter_status(r, "rw0", "on");
+    assert_filter_status(r, "other", "off");
+    from_guest(r, T_ACK, 1701, 128, 50701, 3);
+    to_guest(r, T_ACK, 128, 50704, 1704, 0);
+
+    /*
+     * Its ports reused: that SYN is counted as untracked, and with no
+     * connection left, later frames are not even looked at.
+     */
+    to_guest(r, T_RST, 128, 0, 0, 0);
+    to_guest(r, T_SYN, 9000, 0, 0, 0);
+    g_assert_cmpuint(counter(r, "rw0", "untracked-packets"), ==, 1);
+    g_assert_cmpuint(counter(r, "rw0", "tracked-connections"), ==, 0);
+    from_guest(r, T_SYN | T_ACK, 555, 9001, 555, 0);
+    to_guest(r, T_ACK, 9001, 99, 99, 0);
+    g_assert_cmpuint(counter(r, "rw0", "rewritten-packets"), ==, 6);
+    colo_pair_stop(&p);
 }
 
 /* Bad frames are counted and pass unchanged; the filter keeps working. */
@@ -578,7 +674,8 @@ int main(int argc, char **argv)
     qtest_add_func("/colo-rewriter/vnet-hdr-support", test_vnet_hdr_support);
     qtest_add_func("/colo-rewriter/secondary-chain", test_secondary_chain);
     qtest_add_func("/colo-rewriter/bad-frames", test_bad_frames);
-    qtest_add_func("/colo-rewriter/colo-events", test_colo_events);
+    qtest_add_func("/colo-rewriter/colo-checkpoint", test_colo_checkpoint);
+    qtest_add_func("/colo-rewriter/colo-failover", test_colo_failover);
     qtest_add_func("/colo-rewriter/bad-args", test_bad_args);
     return g_test_run();
 }
