@@ -19,6 +19,8 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include "qemu/bswap.h"
 #include "qemu/sockets.h"
 #include "libqtest.h"
@@ -103,6 +105,11 @@ static void topo_stop(Topo *t)
     g_free(t->dir);
 }
 
+static void assert_alive(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
+}
+
 static void send_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -134,6 +141,25 @@ static void recv_all(int fd, void *buf, size_t len)
         p += n;
         len -= n;
     }
+}
+
+/*
+ * Wait until QEMU has read everything the test wrote to @fd; the QMP round
+ * trip then lets the handler that read the last bytes finish.
+ */
+static void wait_consumed(QTestState *qts, int fd)
+{
+    int i, unread = -1;
+
+    for (i = 0; i < RECV_TIMEOUT_S * 100; i++) {
+        g_assert_cmpint(ioctl(fd, SIOCOUTQ, &unread), ==, 0);
+        if (!unread) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(unread, ==, 0);
+    assert_alive(qts);
 }
 
 static void fill_packet(uint8_t *pkt, size_t len, uint8_t tag)
@@ -218,11 +244,6 @@ static char * G_GNUC_PRINTF(2, 3) qmp_error(QTestState *qts,
     desc = g_strdup(qdict_get_str(err, "desc"));
     qobject_unref(rsp);
     return desc;
-}
-
-static void assert_alive(QTestState *qts)
-{
-    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
 }
 
 /* filter-mirror copies to outdev and lets the packet go on. */
@@ -550,6 +571,7 @@ static void test_outdev_absent(void)
         send_packet(t.a, 80 + i);
     }
     /* Packets swallowed by the redirector never show up at b. */
+    wait_consumed(t.qts, t.a);
     qtest_qmp_assert_success(t.qts, "{'execute': 'qom-set', 'arguments': "
                              "{'path': '/objects/f0', 'property': 'status', "
                              "'value': 'off'}}");
@@ -579,7 +601,7 @@ static void test_outdev_slow(void)
         send_frame(t.a, false, 0, pkt, LEN);
     }
     /* Everything was read from a; the monitor still answers. */
-    assert_alive(t.qts);
+    wait_consumed(t.qts, t.a);
     dropped = qom_get_int(t.qts, "f0", "frames-out-dropped");
     out = qom_get_int(t.qts, "f0", "frames-out");
     g_assert_cmpint(dropped, >, 0);
@@ -624,7 +646,7 @@ static void test_outdev_reconnect(void)
     for (i = 0; i < N; i++) {
         send_frame(t.a, false, 0, pkt, LEN);
     }
-    assert_alive(t.qts);
+    wait_consumed(t.qts, t.a);
     close(fd);
     wait_s0(&t, false);
     g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out") +
