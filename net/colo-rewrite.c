@@ -20,6 +20,10 @@
 #define TCP_OPT_NOP         1
 #define TCP_OPT_SACK        5
 #define TCP_SACK_EDGE_LEN   4
+#define TCP_OPT_TS          8
+#define TCP_OPT_TS_LEN      10
+#define TCP_TS_VAL          2       /* offsets inside the option */
+#define TCP_TS_ECR          6
 
 /*
  * Per-connection state.  Sequence numbers are kept as they appear on the
@@ -36,6 +40,18 @@ typedef struct ColoRewriteConn {
     bool offset_known;
     bool early_ack_known;
     bool syn_seen;
+
+    /*
+     * TCP timestamps (RFC 7323) differ between the guests as sequence
+     * numbers do: after a failover the peer would drop every SVM segment
+     * whose TSval is below the PVM's last one (PAWS).  The offset is
+     * learned with the sequence offset, from the same two frames.
+     */
+    uint32_t svm_tsval;         /* TSval of the SVM's SYN or SYN-ACK */
+    uint32_t early_tsecr;       /* TSecr of the early ack */
+    uint32_t ts_offset;         /* PVM TSval - SVM TSval */
+    bool svm_tsval_known;
+    bool early_tsecr_known;
 
     bool guest_fin;             /* FIN seen from the SVM */
     bool peer_fin;              /* FIN seen towards the SVM */
@@ -103,11 +119,15 @@ static void frame_set32(ColoRewriteFrame *f, size_t off, uint32_t new)
 }
 
 /*
- * SACK blocks in frames towards the SVM acknowledge SVM data in the PVM's
- * space, like the ack field.  Options that do not add up are left alone:
- * the guest's stack will judge them.
+ * Call @fn for each option of the TCP header, with its offset in the
+ * header and its length.  The walk stops at an option that does not add
+ * up: such options are left alone, the guest's stack will judge them.
  */
-static void frame_rewrite_sack(ColoRewriteFrame *f, uint32_t offset)
+typedef void FrameOptionFunc(ColoRewriteFrame *f, uint8_t kind, size_t off,
+                             size_t len, void *opaque);
+
+static void frame_walk_options(ColoRewriteFrame *f, FrameOptionFunc *fn,
+                               void *opaque)
 {
     size_t off = TCP_FIXED_LEN;
     size_t end = f->pkt.tcp.hdr_len;
@@ -124,12 +144,46 @@ static void frame_rewrite_sack(ColoRewriteFrame *f, uint32_t offset)
         if (olen < 2 || olen > end - off) {
             return;
         }
-        for (size_t e = off + 2; kind == TCP_OPT_SACK &&
-             e + TCP_SACK_EDGE_LEN <= off + olen; e += TCP_SACK_EDGE_LEN) {
-            frame_set32(f, e, ldl_be_p(f->tcp + e) - offset);
-        }
+        fn(f, kind, off, olen, opaque);
         off += olen;
     }
+}
+
+/*
+ * SACK blocks in frames towards the SVM acknowledge SVM data in the PVM's
+ * space, like the ack field.
+ */
+static void sack_shift(ColoRewriteFrame *f, uint8_t kind, size_t off,
+                       size_t len, void *opaque)
+{
+    uint32_t offset = *(uint32_t *)opaque;
+
+    for (size_t e = off + 2; kind == TCP_OPT_SACK &&
+         e + TCP_SACK_EDGE_LEN <= off + len; e += TCP_SACK_EDGE_LEN) {
+        frame_set32(f, e, ldl_be_p(f->tcp + e) - offset);
+    }
+}
+
+static void frame_rewrite_sack(ColoRewriteFrame *f, uint32_t offset)
+{
+    frame_walk_options(f, sack_shift, &offset);
+}
+
+static void ts_find(ColoRewriteFrame *f, uint8_t kind, size_t off,
+                    size_t len, void *opaque)
+{
+    if (kind == TCP_OPT_TS && len == TCP_OPT_TS_LEN) {
+        *(size_t *)opaque = off;
+    }
+}
+
+/* Offset of the timestamp option in the TCP header, or 0 if none. */
+static size_t frame_ts_option(ColoRewriteFrame *f)
+{
+    size_t off = 0;
+
+    frame_walk_options(f, ts_find, &off);
+    return off;
 }
 
 /* ---- Connection state ---- */
@@ -186,17 +240,51 @@ static ColoRewriteConn *conn_new(ColoRewriter *rw, const ColoRewriteFrame *f)
     return c;
 }
 
-static void conn_learn(ColoRewriter *rw, ColoRewriteConn *c, uint32_t ack)
+/*
+ * The peer acks PVM_ISN + 1, and echoes the PVM's TSval in its TSecr
+ * (0 when it has no timestamp to echo).
+ */
+static void conn_learn(ColoRewriter *rw, ColoRewriteConn *c, uint32_t ack,
+                       uint32_t tsecr)
 {
-    /* The peer acks PVM_ISN + 1. */
     c->offset = ack - 1 - c->svm_isn;
+    c->ts_offset = c->svm_tsval_known && tsecr ? tsecr - c->svm_tsval : 0;
     c->offset_known = true;
     rw->stats.offsets_learned++;
+}
+
+static uint32_t frame_tsecr(ColoRewriteFrame *f)
+{
+    size_t ts = frame_ts_option(f);
+
+    return ts ? ldl_be_p(f->tcp + ts + TCP_TS_ECR) : 0;
 }
 
 static uint32_t conn_offset(const ColoRewriteConn *c)
 {
     return c->offset_known ? c->offset : 0;
+}
+
+static uint32_t conn_ts_offset(const ColoRewriteConn *c)
+{
+    return c->offset_known ? c->ts_offset : 0;
+}
+
+/* Shift a 32-bit field of the timestamp option, if the frame has one. */
+static bool frame_shift_ts(ColoRewriteFrame *f, size_t field, uint32_t by)
+{
+    size_t ts = frame_ts_option(f);
+    uint32_t old;
+
+    if (!ts || !by) {
+        return false;
+    }
+    old = ldl_be_p(f->tcp + ts + field);
+    if (field == TCP_TS_ECR && !old) {
+        return false;   /* nothing echoed */
+    }
+    frame_set32(f, ts + field, old + by);
+    return true;
 }
 
 static void conn_close(ColoRewriter *rw, ColoRewriteConn *c, int64_t now_ms)
@@ -212,18 +300,25 @@ static void conn_close(ColoRewriter *rw, ColoRewriteConn *c, int64_t now_ms)
 static bool rewrite_from_guest(ColoRewriter *rw, ColoRewriteConn *c,
                                ColoRewriteFrame *f)
 {
+    bool changed = false;
+
     if ((f->pkt.tcp.flags & TH_SYN) && !c->offset_known) {
+        size_t ts = frame_ts_option(f);
+
         c->svm_isn = f->pkt.tcp.seq;
         c->isn_known = true;
+        c->svm_tsval_known = ts;
+        c->svm_tsval = ts ? ldl_be_p(f->tcp + ts + TCP_TS_VAL) : 0;
         if (c->early_ack_known) {
-            conn_learn(rw, c, c->early_ack);
+            conn_learn(rw, c, c->early_ack, c->early_tsecr);
         }
     }
-    if (!conn_offset(c)) {
-        return false;
+    if (conn_offset(c)) {
+        frame_set32(f, TCP_OFF_SEQ, f->pkt.tcp.seq + c->offset);
+        changed = true;
     }
-    frame_set32(f, TCP_OFF_SEQ, f->pkt.tcp.seq + c->offset);
-    return true;
+    changed |= frame_shift_ts(f, TCP_TS_VAL, conn_ts_offset(c));
+    return changed;
 }
 
 static bool rewrite_to_guest(ColoRewriter *rw, ColoRewriteConn *c,
@@ -232,19 +327,23 @@ static bool rewrite_to_guest(ColoRewriter *rw, ColoRewriteConn *c,
     if (!(f->pkt.tcp.flags & TH_ACK)) {
         return false;
     }
+    bool changed = false;
+
     if (!c->offset_known && c->isn_known) {
-        conn_learn(rw, c, f->pkt.tcp.ack);
+        conn_learn(rw, c, f->pkt.tcp.ack, frame_tsecr(f));
     } else if (!c->offset_known && !c->early_ack_known) {
         /* The PVM answered before the SVM did: keep its ISN for later. */
         c->early_ack = f->pkt.tcp.ack;
+        c->early_tsecr = frame_tsecr(f);
         c->early_ack_known = true;
     }
-    if (!conn_offset(c)) {
-        return false;
+    if (conn_offset(c)) {
+        frame_set32(f, TCP_OFF_ACK, f->pkt.tcp.ack - c->offset);
+        frame_rewrite_sack(f, c->offset);
+        changed = true;
     }
-    frame_set32(f, TCP_OFF_ACK, f->pkt.tcp.ack - c->offset);
-    frame_rewrite_sack(f, c->offset);
-    return true;
+    changed |= frame_shift_ts(f, TCP_TS_ECR, -conn_ts_offset(c));
+    return changed;
 }
 
 /* Sequence space a segment occupies: payload plus one for SYN and FIN. */
@@ -424,6 +523,7 @@ static void conn_checkpoint(ColoConn *conn, void *opaque)
     ColoRewriteConn *c = colo_conn_get_user_data(conn);
 
     c->offset = 0;
+    c->ts_offset = 0;
     c->offset_known = true;
 }
 
@@ -437,7 +537,7 @@ static bool conn_not_needed(ColoConn *conn, void *opaque)
 {
     ColoRewriteConn *c = colo_conn_get_user_data(conn);
 
-    return c->offset_known && !c->offset;
+    return c->offset_known && !c->offset && !c->ts_offset;
 }
 
 void colo_rewriter_failover(ColoRewriter *rw)

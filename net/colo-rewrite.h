@@ -5,8 +5,10 @@
  * For colo-compare to see the same streams from both VMs, every tracked
  * connection keeps offset = PVM seq - SVM seq, learned from the handshake:
  * frames leaving the SVM get seq += offset, frames entering it get
- * ack -= offset (SACK edges too).  Nothing here depends on QOM, netdevs or
- * clocks; the caller passes the time in, so every rule is unit-testable.
+ * ack -= offset (SACK edges too).  TCP timestamps get the same treatment
+ * with their own offset: TSval out, TSecr in.  Nothing here depends on
+ * QOM, netdevs or clocks; the caller passes the time in, so every rule is
+ * unit-testable.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

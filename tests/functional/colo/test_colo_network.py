@@ -24,6 +24,8 @@ secondary's.  Then one QEMU is killed:
 """
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -155,11 +157,15 @@ def colo_caps(vm):
         {"capability": "return-path", "state": True}])
 
 
+COMPARE_COUNTERS = ("matched", "mismatches", "timeouts",
+                    "checkpoint-requests", "released")
+REWRITER_COUNTERS = ("tracked-connections", "rewritten-packets",
+                     "untracked-packets", "closed-connections")
+
+
 def counters(vm):
-    names = ("matched", "mismatches", "timeouts", "checkpoint-requests",
-             "released")
     return {n: vm.cmd("qom-get", path="/objects/cmp", property=n)
-            for n in names}
+            for n in COMPARE_COUNTERS}
 
 
 def run_case(ns, lose, base_port):
@@ -191,12 +197,26 @@ def run_case(ns, lose, base_port):
             log(f"{lose}: COLO running with the network proxy")
 
             client = Client(ns)
+            dump = None
+            # COLO_NET_DEBUG=1: keep a capture and print the proxy's state.
+            if os.environ.get("COLO_NET_DEBUG") and shutil.which("tcpdump"):
+                dump = subprocess.Popen(ns.exec_argv() + [
+                    "tcpdump", "-U", "-n", "-i", "any", "-w",
+                    f"/tmp/colo-net-{lose}.pcap", "tcp"],
+                    stdout=open(f"/tmp/colo-net-{lose}.dump", "w"),
+                    stderr=subprocess.DEVNULL)
             try:
                 client.do("open early", retry_for=30)
                 for i in range(5):
                     client.do(f"echo early ping-{i}")
                 client.do("http")
-                sec.vm.event_wait("RESUME", timeout=60)   # a checkpoint
+                # A checkpoint taken after all that: discard older events
+                # and see two more, the first may have begun before.
+                sec.vm.get_qmp_events(wait=False)
+                sec.vm.event_wait("RESUME", timeout=60)
+                sec.vm.event_wait("RESUME", timeout=60)
+                # This one lives between checkpoints: at failover the
+                # secondary's sequence numbers and clock still differ.
                 client.do("open late")
                 client.do("echo late hello")
                 seen = counters(pri.vm)
@@ -222,11 +242,29 @@ def run_case(ns, lose, base_port):
                 log(f"{lose} lost: the {event['data']['mode']} kept both "
                     "echo connections and serves new ones")
             except BaseException:
+                survivor = sec if lose == "primary" else pri
+                for vm, obj, names in (
+                        (sec.vm, "rew0", REWRITER_COUNTERS),
+                        (pri.vm, "cmp", COMPARE_COUNTERS)):
+                    try:
+                        log(f"{obj}: " + json.dumps(
+                            {n: vm.cmd("qom-get", path="/objects/" + obj,
+                                       property=n) for n in names}))
+                    except Exception:
+                        pass
+                if os.environ.get("COLO_NET_DEBUG"):
+                    log(ns.run(["ip", "-s", "link"], check=False).stdout)
+                    log(ns.run(["bridge", "fdb", "show"], check=False).stdout)
+                    log(ns.run(["ip", "neigh"], check=False).stdout)
+                    log(survivor.vm.cmd("human-monitor-command",
+                                        **{"command-line": "info network"}))
                 log("primary console:\n" + pri.console()[-1500:])
                 log("secondary console:\n" + sec.console()[-1500:])
                 raise
             finally:
                 client.close()
+                if dump:
+                    dump.terminate()
     for tap in ("tap-p", "tap-s"):
         ns.run(["ip", "link", "delete", tap], check=False)
 

@@ -903,6 +903,111 @@ static void test_garbage(void)
     g_assert_cmpuint(colo_rewriter_conn_count(rw), <=, 8);
 }
 
+/* ---- Timestamps ---- */
+
+/* NOP NOP TS(val, ecr): the option layout Linux sends. */
+static void ts_opts(uint8_t *o, uint32_t val, uint32_t ecr)
+{
+    static const uint8_t head[4] = { 1, 1, 8, 10 };
+
+    memcpy(o, head, 4);
+    for (int i = 0; i < 4; i++) {
+        o[4 + i] = val >> (24 - 8 * i);
+        o[8 + i] = ecr >> (24 - 8 * i);
+    }
+}
+
+static uint32_t frame_tsval(const Flow *fl, const GByteArray *b)
+{
+    return get32(b->data + flow_tcp_off(fl) + T_TCP_LEN + 4);
+}
+
+static uint32_t frame_tsecr(const Flow *fl, const GByteArray *b)
+{
+    return get32(b->data + flow_tcp_off(fl) + T_TCP_LEN + 8);
+}
+
+/* Run a segment with a timestamp option; return the frame for checks. */
+static GByteArray *pass_ts(ColoRewriter *rw, const Flow *fl, bool from_guest,
+                           uint8_t flags, uint32_t seq, uint32_t ack,
+                           uint32_t val, uint32_t ecr)
+{
+    uint8_t o[12];
+    Seg s = { from_guest, flags, seq, ack, o, sizeof(o) };
+    GByteArray *b;
+
+    ts_opts(o, val, ecr);
+    b = build(fl, &s);
+    colo_rewriter_process(rw, b->data, b->len, fl->vnet_len, seg_dir(&s),
+                          T_NOW);
+    g_assert_cmphex(frame_csum(fl, b), ==,
+                    tcp_csum(fl, b->data, b->len - flow_tcp_off(fl),
+                             from_guest));
+    return b;
+}
+
+/*
+ * The SVM's timestamps are shifted into the PVM's clock and back, or a
+ * peer would drop the SVM's segments after a failover (PAWS).
+ */
+static void test_timestamps(void)
+{
+    g_autoptr(ColoRewriter) rw = colo_rewriter_new(16);
+    const Flow *fl = &flow_plain;
+    uint32_t cli = 5000, svm = 100, pvm = 90000;
+    uint32_t cts = 777, sts = 0xfffff000, pts = 0x20;   /* wraps */
+    uint32_t ts_off = pts - sts;
+    GByteArray *b;
+
+    g_byte_array_unref(pass_ts(rw, fl, false, T_SYN, cli, 0, cts, 0));
+    b = pass_ts(rw, fl, true, T_SYN | T_ACK, svm, cli + 1, sts, cts);
+    /* Not known yet: the SYN-ACK goes as it is. */
+    g_assert_cmphex(frame_tsval(fl, b), ==, sts);
+    g_byte_array_unref(b);
+    b = pass_ts(rw, fl, false, T_ACK, cli + 1, pvm + 1, cts + 1, pts);
+    g_assert_cmphex(frame_ack(fl, b), ==, svm + 1);
+    g_assert_cmphex(frame_tsecr(fl, b), ==, sts);
+    g_assert_cmphex(frame_tsval(fl, b), ==, cts + 1);
+    g_byte_array_unref(b);
+
+    b = pass_ts(rw, fl, true, T_ACK | T_PSH, svm + 1, cli + 1, sts + 40,
+                cts + 1);
+    g_assert_cmphex(frame_seq(fl, b), ==, pvm + 1);
+    g_assert_cmphex(frame_tsval(fl, b), ==, sts + 40 + ts_off);
+    g_assert_cmphex(frame_tsecr(fl, b), ==, cts + 1);
+    g_byte_array_unref(b);
+
+    /* A zero TSecr echoes nothing and stays zero. */
+    b = pass_ts(rw, fl, false, T_ACK, cli + 1, pvm + 1, cts + 2, 0);
+    g_assert_cmphex(frame_tsecr(fl, b), ==, 0);
+    g_byte_array_unref(b);
+
+    /* Only the timestamps differ: failover keeps the connection. */
+    colo_rewriter_checkpoint(rw);
+    b = pass_ts(rw, fl, true, T_ACK, svm + 1, cli + 1, sts + 50, cts + 2);
+    g_assert_cmphex(frame_tsval(fl, b), ==, sts + 50);
+    g_byte_array_unref(b);
+}
+
+static void test_timestamps_only_keep_failover(void)
+{
+    g_autoptr(ColoRewriter) rw = colo_rewriter_new(16);
+    const Flow *fl = &flow_plain;
+    GByteArray *b;
+
+    /* Same ISN on both sides, different clocks. */
+    g_byte_array_unref(pass_ts(rw, fl, false, T_SYN, 1, 0, 10, 0));
+    g_byte_array_unref(pass_ts(rw, fl, true, T_SYN | T_ACK, 500, 2, 3000,
+                               10));
+    g_byte_array_unref(pass_ts(rw, fl, false, T_ACK, 2, 501, 11, 9000));
+    colo_rewriter_failover(rw);
+    g_assert_true(colo_rewriter_active(rw));
+    b = pass_ts(rw, fl, true, T_ACK, 501, 2, 3100, 11);
+    g_assert_cmphex(frame_seq(fl, b), ==, 501);
+    g_assert_cmphex(frame_tsval(fl, b), ==, 9100);
+    g_byte_array_unref(b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -924,6 +1029,9 @@ int main(int argc, char **argv)
     g_test_add_func("/colo-rewrite/csum/partial", test_csum_partial);
     g_test_add_func("/colo-rewrite/sack/edges", test_sack);
     g_test_add_func("/colo-rewrite/sack/bad-options", test_sack_bad_options);
+    g_test_add_func("/colo-rewrite/timestamps/offset", test_timestamps);
+    g_test_add_func("/colo-rewrite/timestamps/failover",
+                    test_timestamps_only_keep_failover);
     g_test_add_func("/colo-rewrite/event/checkpoint",
                     test_checkpoint_resets_offsets);
     g_test_add_func("/colo-rewrite/event/failover", test_failover);
