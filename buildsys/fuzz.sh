@@ -27,10 +27,13 @@ INCLUDES="-I$BUILD/qemu -I$SRC/include -I$SRC -I$SRC/host/include/x86_64
 LIBS=$(pkg-config --libs glib-2.0)
 
 # target: its source, the seed generator, and the sources under test.
-targets="fuzz-colo-compare"
+targets="fuzz-colo-compare fuzz-colo-rewrite"
 sources_fuzz_colo_compare="tests/fuzz/colo/fuzz-colo-compare.c
   net/colo.c net/colo-matcher.c"
 seeds_fuzz_colo_compare="tests/fuzz/colo/colo-fuzz-seeds.c"
+sources_fuzz_colo_rewrite="tests/fuzz/colo/fuzz-colo-rewrite.c
+  net/colo.c net/colo-rewrite.c"
+seeds_fuzz_colo_rewrite="tests/fuzz/colo/colo-fuzz-rewrite-seeds.c"
 
 status=0
 for t in $targets; do

@@ -53,8 +53,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(ColoRewriter, colo_rewriter_free)
 
 /*
  * Look at one frame of @len bytes, the first @vnet_hdr_len of which are a
- * virtio-net header, and rewrite its TCP seq or ack in place when its
- * connection has a non-zero offset.  @now_ms is a monotonic time in ms,
+ * virtio-net header, and rewrite its TCP seq or ack, and its timestamp
+ * option, in place when its connection has non-zero offsets.  @now_ms is a monotonic time in ms,
  * used only to expire closed connections.  Returns true when @buf was
  * changed.  Any byte sequence is accepted: frames that do not parse, or
  * are not TCP, are counted and left unchanged.
@@ -70,16 +70,16 @@ bool colo_rewriter_process(ColoRewriter *rw, uint8_t *buf, size_t len,
 
 /*
  * The SVM now holds the PVM's state, TCP stacks included: every offset
- * becomes 0 (known), connections stay tracked.
+ * (sequence and timestamp) becomes 0 (known), connections stay tracked.
  */
 void colo_rewriter_checkpoint(ColoRewriter *rw);
 
 /*
- * The SVM now serves clients alone.  Connections with a non-zero offset,
- * or still in their handshake with the SVM's ISN known, keep being
- * rewritten until they close; the others are dropped, and no new
- * connection is tracked from now on.  There is no way back: a new COLO
- * run needs a new filter.
+ * The SVM now serves clients alone.  Connections with a non-zero offset
+ * (sequence or timestamp), or still in their handshake with the SVM's ISN
+ * known, keep being rewritten until they close; the others are dropped,
+ * and no new connection is tracked from now on.  There is no way back: a
+ * new COLO run needs a new filter.
  */
 void colo_rewriter_failover(ColoRewriter *rw);
 

@@ -101,6 +101,33 @@ static inline GByteArray *tf_tcp_full(const TfFlow *fl, uint32_t seq,
     return tf_ip4(fl, TF_PROTO_TCP, l4, ip_id, 64);
 }
 
+/* A TCP segment carrying NOP NOP TIMESTAMP(@tsval, @tsecr), as Linux does. */
+static inline GByteArray *tf_tcp_ts(const TfFlow *fl, uint32_t seq,
+                                    uint32_t ack, uint8_t flags,
+                                    const char *payload, uint32_t tsval,
+                                    uint32_t tsecr)
+{
+    g_autoptr(GByteArray) l4 = g_byte_array_new();
+    size_t len = payload ? strlen(payload) : 0;
+
+    tf_put16(l4, fl->sport);
+    tf_put16(l4, fl->dport);
+    tf_put32(l4, seq);
+    tf_put32(l4, ack);
+    tf_put8(l4, (32 / 4) << 4);
+    tf_put8(l4, flags);
+    tf_put16(l4, 64240);
+    tf_put16(l4, 0);
+    tf_put16(l4, 0);
+    tf_put16(l4, 0x0101);       /* NOP NOP */
+    tf_put8(l4, 8);
+    tf_put8(l4, 10);
+    tf_put32(l4, tsval);
+    tf_put32(l4, tsecr);
+    g_byte_array_append(l4, (const uint8_t *)payload, len);
+    return tf_ip4(fl, TF_PROTO_TCP, l4, 1, 64);
+}
+
 static inline GByteArray *tf_tcp(const TfFlow *fl, uint32_t seq, uint32_t ack,
                                  uint8_t flags, const char *payload)
 {
