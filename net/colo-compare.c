@@ -30,6 +30,7 @@
 #include "net/colo-compare.h"
 #include "net/colo-frame.h"
 #include "net/colo-matcher.h"
+#include "trace.h"
 
 #define TYPE_COLO_COMPARE "colo-compare"
 OBJECT_DECLARE_SIMPLE_TYPE(ColoCompare, COLO_COMPARE)
@@ -50,6 +51,8 @@ enum { IN_PRIMARY, IN_SECONDARY, IN__MAX };
 
 struct ColoCompare {
     Object parent_obj;
+
+    char *name;                     /* the object's id, for traces */
 
     /* Properties, fixed once the object is complete. */
     char *in_id[IN__MAX];
@@ -137,6 +140,8 @@ static void compare_diverged(void *opaque, ColoDivergence why)
     ColoCompare *c = opaque;
 
     c->checkpoint_requests++;
+    trace_colo_compare_diverged(c->name, colo_divergence_str(why),
+                                c->checkpoint_requests);
     if (c->notify_writer) {
         struct iovec iov = {
             .iov_base = (void *)COMPARE_XEN_CHECKPOINT_MSG,
@@ -371,6 +376,7 @@ static void colo_compare_complete(UserCreatable *uc, Error **errp)
         return;
     }
 
+    c->name = g_strdup(object_get_canonical_path_component(OBJECT(c)));
     c->ctx = iothread_get_aio_context(c->iothread);
     c->gctx = iothread_get_g_main_context(c->iothread);
     for (int i = 0; i < IN__MAX; i++) {
@@ -427,18 +433,21 @@ static void compare_teardown(ColoCompare *c)
 
 static void compare_checkpoint_begin_job(ColoCompare *c)
 {
+    trace_colo_compare_event(c->name, "checkpoint begins");
     QEMU_LOCK_GUARD(&c->lock);
     colo_matcher_checkpoint_begin(c->matcher);
 }
 
 static void compare_checkpoint_done_job(ColoCompare *c)
 {
+    trace_colo_compare_event(c->name, "checkpoint committed");
     QEMU_LOCK_GUARD(&c->lock);
     colo_matcher_checkpoint_done(c->matcher);
 }
 
 static void compare_failover_job(ColoCompare *c)
 {
+    trace_colo_compare_event(c->name, "failover, passing packets through");
     QEMU_LOCK_GUARD(&c->lock);
     colo_matcher_flush(c->matcher, true);
 }
@@ -690,6 +699,7 @@ static void colo_compare_finalize(Object *obj)
     }
     g_free(c->outdev_id);
     g_free(c->notify_id);
+    g_free(c->name);
 }
 
 static void colo_compare_class_init(ObjectClass *oc, const void *data)

@@ -25,6 +25,7 @@
 #include "net/net.h"
 #include "migration/colo.h"
 #include "net/colo-rewrite.h"
+#include "trace.h"
 
 #define TYPE_FILTER_REWRITER "filter-rewriter"
 OBJECT_DECLARE_SIMPLE_TYPE(FilterRewriterState, FILTER_REWRITER)
@@ -110,9 +111,15 @@ static void filter_rewriter_handle_event(NetFilterState *nf, int event,
     switch (event) {
     case COLO_EVENT_CHECKPOINT:
         colo_rewriter_checkpoint(s->rw);
+        trace_colo_rewriter_event(object_get_canonical_path_component(
+                                      OBJECT(nf)), "checkpoint",
+                                  colo_rewriter_conn_count(s->rw));
         break;
     case COLO_EVENT_FAILOVER:
         colo_rewriter_failover(s->rw);
+        trace_colo_rewriter_event(object_get_canonical_path_component(
+                                      OBJECT(nf)), "failover",
+                                  colo_rewriter_conn_count(s->rw));
         if (!colo_rewriter_active(s->rw)) {
             object_property_set_str(OBJECT(nf), "status", "off", errp);
         }
