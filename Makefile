@@ -4,7 +4,7 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps clean help
+.PHONY: all build check demo deps clean help bench-block
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make build   fetch the base, merge the overlay, build QEMU (default)"
 	@echo "make demo    build, run a guest under COLO, kill the primary, see it survive"
 	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
+	@echo "make bench-block  print the write overhead of disk replication"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
 deps:
@@ -28,6 +29,10 @@ demo: deps
 check: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) buildsys/run-tests.py $(BUILD)
+
+bench-block: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/block-replication-overhead.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
