@@ -704,10 +704,11 @@ static bool repl_role_check(BlockDriverState *bs, ReplicationMode role,
 }
 
 /*
- * A primary keeps no state between checkpoints, but once a write failed
- * to reach the secondary, the secondary's disk lags behind the PVM's: a
- * checkpoint must not pair that disk with the PVM's RAM.  Failing it makes
- * COLO fail over, and the primary goes on alone.
+ * A primary keeps no state between checkpoints, but once a request to the
+ * secondary failed (a write, or the flush of the checkpoint's own VM
+ * stop), the secondary's disk may lag behind the PVM's: a checkpoint must
+ * not pair that disk with the PVM's RAM.  Failing it makes COLO fail
+ * over, and the primary goes on alone.
  */
 static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
 {
@@ -716,7 +717,7 @@ static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
 
     if (io_error) {
         error_setg_errno(errp, -io_error, "Replication node '%s' cannot "
-                         "checkpoint: writes failed to reach the secondary",
+                         "checkpoint: I/O to the secondary failed",
                          repl_name(bs));
     }
 }

@@ -43,6 +43,9 @@ Case "primary": after the secondary is killed, writes on the primary
 succeed with no I/O error, before and after COLO notices (the quorum
 reports the dead child with QUORUM_REPORT_BAD), the replication child is
 removed as documented, and the primary's image holds every write.
+Case "link": the secondary's NBD server goes away while COLO runs; the
+next checkpoint fails on the primary, which fails over and goes on with
+its local disk instead of pairing a stale secondary disk with its RAM.
 """
 
 import hashlib
@@ -112,6 +115,7 @@ class Pair:
         self.last_resume = time.time()
         self.ckpt = None        # the model at the last checkpoint
         self.writes = {"primary": 0, "secondary": 0}
+        self.log_needles = []   # what the survivor must have printed
 
     # --- I/O and views -------------------------------------------------
 
@@ -132,8 +136,11 @@ class Pair:
         """After @vm exited: each of its writes succeeded."""
         lines = (vm.get_log() or "").splitlines()
         wrote = sum(1 for ln in lines if ln.startswith("wrote "))
-        failed = [ln for ln in lines if "failed" in ln]
+        failed = [ln for ln in lines if ln.startswith("write failed")]
         assert not failed, f"{vm._name}: {failed}"
+        for needle in self.log_needles:
+            assert needle in "\n".join(lines), \
+                f"{vm._name} did not say: {needle}"
         assert wrote == self.writes[vm._name], \
             f"{vm._name}: {wrote} of {self.writes[vm._name]} writes succeeded"
 
@@ -372,6 +379,30 @@ def case_primary_survives(p, model):
     return model
 
 
+def case_link_lost(p, model):
+    """The NBD link breaks while COLO runs: the primary must not checkpoint
+    a secondary disk that missed writes, but fail over and go on."""
+    p.sec.cmd("nbd-server-stop")
+    w = (0x81, 13 * MiB, 4096)
+    p.qemu_io(p.pri, *w)
+    model.write(*w)
+    p.pri.event_wait("QUORUM_REPORT_BAD", timeout=30, match={
+        "data": {"node-name": "replication0", "type": "write"}})
+    p.assert_quiet()
+    p.set_delay(TRIGGER_MS)
+    wait_colo_exit(p.pri)
+    p.log_needles.append("Replication node 'replication0' cannot "
+                         "checkpoint: I/O to the secondary failed")
+    wait_until("the primary running again", lambda:
+               p.pri.cmd("query-status")["status"] == "running", timeout=30)
+    w = (0x82, 14 * MiB, 64 * 1024)
+    p.qemu_io(p.pri, *w)
+    model.write(*w)
+    p.expect(p.pri, model, "the primary goes on after the link broke")
+    assert_no_io_error(p.pri)
+    return model
+
+
 def run_case(name, case):
     tmp = tempfile.mkdtemp(prefix=f"colo-block-{name}-")
     try:
@@ -391,6 +422,8 @@ def run_case(name, case):
             survivor, image = ((sec, paths["secondary.raw"])
                                if name == "secondary"
                                else (pri, paths["primary.raw"]))
+            if sec is not survivor:
+                sec.vm.kill()
             survivor.vm.shutdown(timeout=30)
             pair.check_io_log(survivor.vm)
         if file_digest(image) != expected.digest():
@@ -404,6 +437,7 @@ def run_case(name, case):
 def main():
     run_case("secondary", case_secondary_survives)
     run_case("primary", case_primary_survives)
+    run_case("link", case_link_lost)
     return 0
 
 
