@@ -403,6 +403,13 @@ def case_link_lost(p, model):
     return model
 
 
+def dump_logs(*vms):
+    """What each QEMU printed, for a failed case."""
+    for vm in vms:
+        vm.kill()
+        log(f"--- {vm._name} QEMU output ---\n{vm.get_log() or ''}")
+
+
 def run_case(name, case):
     tmp = tempfile.mkdtemp(prefix=f"colo-block-{name}-")
     try:
@@ -412,13 +419,17 @@ def run_case(name, case):
                         extra_args=secondary_args(paths)) as sec, \
              LinuxGuest("primary", slirp_nic(),
                         extra_args=primary_args(paths)) as pri:
-            start_colo(pri.vm, sec.vm, ports)
-            pair = Pair(tmp, pri, sec, {"primary": ports["pri-view"],
-                                        "secondary": ports["nbd"]})
-            pair.checkpoint(model)
-            pair.expect(pair.pri, model, "initial disk")
-            pair.expect(pair.sec, model, "initial disk")
-            expected = case(pair, model)
+            try:
+                start_colo(pri.vm, sec.vm, ports)
+                pair = Pair(tmp, pri, sec, {"primary": ports["pri-view"],
+                                            "secondary": ports["nbd"]})
+                pair.checkpoint(model)
+                pair.expect(pair.pri, model, "initial disk")
+                pair.expect(pair.sec, model, "initial disk")
+                expected = case(pair, model)
+            except BaseException:
+                dump_logs(pri.vm, sec.vm)
+                raise
             survivor, image = ((sec, paths["secondary.raw"])
                                if name == "secondary"
                                else (pri, paths["primary.raw"]))
