@@ -420,6 +420,9 @@ def run_case(name, case):
              LinuxGuest("primary", slirp_nic(),
                         extra_args=primary_args(paths)) as pri:
             try:
+                # Migrate a booted guest: the SVM's e1000 driver was seen to
+                # panic when COLO started while the guest was probing it.
+                pri.wait_ready()
                 start_colo(pri.vm, sec.vm, ports)
                 pair = Pair(tmp, pri, sec, {"primary": ports["pri-view"],
                                             "secondary": ports["nbd"]})
