@@ -4,7 +4,7 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps fuzz bench-net clean help
+.PHONY: all build check demo deps fuzz bench-net bench-block clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
 	@echo "make fuzz    run each libFuzzer target for FUZZ_SECONDS (default 600)"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
+	@echo "make bench-block  print the write overhead of disk replication"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
 deps:
@@ -39,6 +40,10 @@ fuzz: deps
 bench-net: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) bench/colo-compare-throughput.py $(BUILD)
+
+bench-block: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/block-replication-overhead.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

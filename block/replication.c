@@ -703,6 +703,25 @@ static bool repl_role_check(BlockDriverState *bs, ReplicationMode role,
     return true;
 }
 
+/*
+ * A primary keeps no state between checkpoints, but once a request to the
+ * secondary failed (a write, or the flush of the checkpoint's own VM
+ * stop), the secondary's disk may lag behind the PVM's: a checkpoint must
+ * not pair that disk with the PVM's RAM.  Failing it makes COLO fail
+ * over, and the primary goes on alone.
+ */
+static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
+{
+    BDRVReplicationState *s = bs->opaque;
+    int io_error = qatomic_read(&s->io_error);
+
+    if (io_error) {
+        error_setg_errno(errp, -io_error, "Replication node '%s' cannot "
+                         "checkpoint: I/O to the secondary failed",
+                         repl_name(bs));
+    }
+}
+
 static void repl_start(ReplicationState *rs, ReplicationMode mode,
                        Error **errp)
 {
@@ -734,10 +753,11 @@ static void repl_checkpoint(ReplicationState *rs, Error **errp)
         return;
     }
     trace_replication_checkpoint(repl_name(bs), ReplicationMode_str(s->role));
-    /* A primary keeps no state between checkpoints. */
     if (s->role == REPLICATION_MODE_SECONDARY) {
         repl_overlays_empty(bs, errp);
+        return;
     }
+    repl_primary_checkpoint(bs, errp);
 }
 
 static void repl_stop(ReplicationState *rs, bool failover, Error **errp)

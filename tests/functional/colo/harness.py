@@ -8,6 +8,7 @@ and removes itself.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,26 @@ def run(cmd, check=True, timeout=30, **kw):
     return subprocess.run(cmd, check=check, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, **kw)
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def hmp(vm, command):
+    """Run a human monitor command through QMP and return its output."""
+    return vm.cmd("human-monitor-command", command_line=command)
 
 
 def require_netns():

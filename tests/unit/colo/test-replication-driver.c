@@ -370,6 +370,26 @@ static void test_primary_link_error(void)
     primary_close(&p);
 }
 
+/* A checkpoint after a lost write would pair a stale disk with the RAM. */
+static void test_primary_link_error_fails_checkpoint(void)
+{
+    Error *err = NULL;
+    Primary p;
+
+    primary_open(&p, true);
+    start_ok(REPLICATION_MODE_PRIMARY);
+    replication_do_checkpoint_all(&error_abort);
+    fill_ok(p.pvm, AREA_B, CHUNK, P_PVM1);
+    replication_do_checkpoint_all(&err);
+    error_expect(err, "I/O to the secondary failed");
+    /* Failover still works, and the guest's disk is intact. */
+    replication_stop_all(true, &error_abort);
+    fill_ok(p.pvm, AREA_C, CHUNK, P_PVM2);
+    expect(p.local_view, AREA_B, CHUNK, P_PVM1);
+    expect(p.local_view, AREA_C, CHUNK, P_PVM2);
+    primary_close(&p);
+}
+
 /* Secondary: quorum "top" over "repl" -> active -> hidden -> "sec" */
 
 typedef struct SecondaryConfig {
@@ -920,6 +940,8 @@ int main(int argc, char **argv)
     g_test_add_func("/replication-driver/primary/link-error",
                     test_primary_link_error);
 
+    g_test_add_func("/replication-driver/primary/link-error-fails-checkpoint",
+                    test_primary_link_error_fails_checkpoint);
     g_test_add_func("/replication-driver/secondary/io-before-start",
                     test_secondary_io_before_start);
     g_test_add_func("/replication-driver/secondary/start",
