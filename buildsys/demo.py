@@ -3,13 +3,20 @@
 
     demo.py BUILD
 
-Starts a secondary and a primary QEMU on this host (TCG, loopback only),
-each with the project's Linux test guest and user-mode networking that
-forwards a local port to the guest's web server.  The primary migrates the
-running guest to the secondary with x-colo; COLO then checkpoints it every
-second.  The demo fetches a page from the primary, kills the primary,
-watches the secondary take over by itself, and fetches the same page from
-the secondary.
+Starts a secondary and a primary QEMU on this host (TCG), with the
+project's Linux test guest.  The primary migrates the running guest to the
+secondary with x-colo; COLO then checkpoints it every second.
+
+As root, the demo runs the whole thing: both QEMUs on tap devices in a
+network namespace it creates (and removes), with the network proxy
+(filter-mirror, filter-redirector, colo-compare, filter-rewriter).  A
+client opens a TCP connection to the guest's echo server, COLO compares
+the two guests' answers, then the primary is killed: the secondary takes
+over by itself and the same TCP connection carries on.
+
+Without root (no namespaces), it uses user-mode networking instead: it
+fetches a page from the primary, kills the primary, and fetches the same
+page from the secondary.
 """
 
 import os
@@ -20,11 +27,16 @@ import time
 import urllib.request
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
-sys.path.insert(0, os.path.join(BUILD, "src", "python"))
-from qemu.machine import QEMUMachine  # noqa: E402
-
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 GUEST = os.path.join(BUILD, "qemu", "tests", "functional", "colo")
+# The functional tests' helpers set up the guest and the network proxy.
+os.environ.setdefault("QEMU_BINARY", QEMU)
+os.environ.setdefault("COLO_GUEST_DIR", GUEST)
+sys.path.insert(0, os.path.join(BUILD, "src", "python"))
+sys.path.insert(0, os.path.join(BUILD, "src", "tests", "functional", "colo"))
+from qemu.machine import QEMUMachine  # noqa: E402
+import colo_net  # noqa: E402
+import harness  # noqa: E402
 CHECKPOINT_DELAY_MS = 1000
 
 
@@ -83,7 +95,90 @@ def count_events(vm, name):
                if e["event"] == name)
 
 
+def can_use_namespaces():
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        return False
+    probe = f"colo-demo-probe-{os.getpid()}"
+    if harness.run(["ip", "netns", "add", probe], check=False).returncode:
+        return False
+    harness.run(["ip", "netns", "delete", probe], check=False)
+    return True
+
+
+def network_demo():
+    base = 9300
+    with harness.NetNamespace(bridge_addr="10.0.2.1/24") as ns:
+        say(f"network namespace {ns.name}: client 10.0.2.1 on bridge br0")
+        ns.add_tap("tap-p")
+        ns.ip("link", "add", "br1", "type", "bridge")
+        ns.ip("link", "set", "br1", "up")
+        ns.ip("tuntap", "add", "dev", "tap-s", "mode", "tap")
+        ns.ip("link", "set", "tap-s", "master", "br1")
+        ns.ip("link", "set", "tap-s", "up")
+        ip = f"{colo_net.GUEST_IP}/24"
+        say("starting the primary with filter-mirror, filter-redirector "
+            "and colo-compare")
+        with harness.LinuxGuest("primary", colo_net.tap_nic("tap-p"), ip=ip,
+                                wrapper=ns.exec_argv(),
+                                extra_args=colo_net.primary_proxy(base)) \
+                as pri, \
+             harness.LinuxGuest("secondary", colo_net.tap_nic("tap-s"), ip=ip,
+                                wrapper=ns.exec_argv(),
+                                extra_args=["-incoming", "defer"]
+                                + colo_net.secondary_proxy(base)) as sec:
+            say("started the secondary with filter-redirector and "
+                "filter-rewriter, waiting for the primary")
+            pri.wait_ready()
+            colo_net.colo_caps(sec.vm)
+            sec.vm.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{base + 3}")
+            colo_net.colo_caps(pri.vm)
+            pri.vm.cmd("migrate-set-parameters",
+                       **{"x-checkpoint-delay": CHECKPOINT_DELAY_MS})
+            say("migrating to the secondary with x-colo")
+            pri.vm.cmd("migrate", uri=f"tcp:127.0.0.1:{base + 3}")
+            wait_for("COLO on both sides", lambda:
+                     pri.vm.cmd("query-colo-status")["mode"] == "primary"
+                     and sec.vm.cmd("query-colo-status")["mode"]
+                     == "secondary")
+            sec.vm.event_wait("RESUME", timeout=60)
+            say("COLO is running; the secondary's tap is not on the "
+                "client's bridge: its answers go to colo-compare only")
+
+            client = colo_net.Client(ns)
+            try:
+                client.do("open demo", retry_for=30)
+                for i in range(3):
+                    client.do(f"echo demo hello-{i}")
+                client.do("http")
+                say("client: TCP echo connection open, 3 echoes and an "
+                    "HTTP page, each answer matched against the secondary's")
+                say("colo-compare: " + ", ".join(
+                    f"{k} {v}" for k, v in colo_net.compare_counters(
+                        pri.vm, ("matched", "mismatches",
+                                 "checkpoint-requests")).items()))
+
+                say("killing the primary; nobody tells the secondary")
+                pri.vm.kill()
+                ns.ip("link", "delete", "tap-p")
+                ns.ip("link", "set", "tap-s", "master", "br0")
+                event = sec.vm.event_wait("COLO_EXIT", timeout=60)
+                say(f"secondary took over by itself: {event['data']}; "
+                    "its tap now sits where the primary's was")
+                client.do("echo demo still-there", retry_for=60)
+                client.do("http")
+                say("client: the same TCP connection echoes again, now from "
+                    "the secondary, and HTTP works")
+            finally:
+                client.close()
+    say("done: the guest and its TCP clients outlived the first host")
+    return 0
+
+
 def main():
+    if can_use_namespaces():
+        return network_demo()
+    say("not root or no network namespaces: a demo without the network "
+        "proxy, over user-mode networking")
     tmp = tempfile.mkdtemp(prefix="colo-demo-")
     mig_port, pri_http, sec_http = free_port(), free_port(), free_port()
     primary = secondary = None
