@@ -101,23 +101,19 @@ static void mirror_send(MirrorState *s, unsigned flags,
     colo_frame_writer_send(s->writer, payload, n, 0);
 }
 
-static ssize_t filter_mirror_receive_iov(NetFilterState *nf,
-                                         NetClientState *sender,
-                                         unsigned flags,
-                                         const struct iovec *iov,
-                                         int iovcnt,
-                                         NetPacketSent *sent_cb)
+/* A copy goes to outdev; the packet itself goes on (0: not consumed). */
+static ssize_t mirror_receive_iov(NetFilterState *nf, NetClientState *sender,
+                                  unsigned flags, const struct iovec *iov,
+                                  int iovcnt, NetPacketSent *sent_cb)
 {
     mirror_send(mirror_state(nf), flags, iov, iovcnt);
     return 0;
 }
 
-static ssize_t filter_redirector_receive_iov(NetFilterState *nf,
-                                             NetClientState *sender,
-                                             unsigned flags,
-                                             const struct iovec *iov,
-                                             int iovcnt,
-                                             NetPacketSent *sent_cb)
+static ssize_t redirector_receive_iov(NetFilterState *nf,
+                                      NetClientState *sender, unsigned flags,
+                                      const struct iovec *iov, int iovcnt,
+                                      NetPacketSent *sent_cb)
 {
     MirrorState *s = mirror_state(nf);
 
@@ -237,7 +233,7 @@ static bool mirror_open_outdev(MirrorState *s, Error **errp)
     return true;
 }
 
-static void filter_mirror_setup(NetFilterState *nf, Error **errp)
+static void mirror_setup(NetFilterState *nf, Error **errp)
 {
     MirrorState *s = mirror_state(nf);
 
@@ -248,7 +244,7 @@ static void filter_mirror_setup(NetFilterState *nf, Error **errp)
     mirror_open_outdev(s, errp);
 }
 
-static void filter_redirector_setup(NetFilterState *nf, Error **errp)
+static void redirector_setup(NetFilterState *nf, Error **errp)
 {
     MirrorState *s = mirror_state(nf);
 
@@ -273,8 +269,7 @@ static void filter_redirector_setup(NetFilterState *nf, Error **errp)
     }
 }
 
-static void filter_redirector_status_changed(NetFilterState *nf,
-                                             Error **errp)
+static void redirector_status_changed(NetFilterState *nf, Error **errp)
 {
     MirrorState *s = mirror_state(nf);
 
@@ -284,7 +279,7 @@ static void filter_redirector_status_changed(NetFilterState *nf,
 }
 
 /* Also runs when setup failed or never ran: everything may be unset. */
-static void filter_mirror_cleanup(NetFilterState *nf)
+static void mirror_cleanup(NetFilterState *nf)
 {
     MirrorState *s = mirror_state(nf);
 
@@ -296,7 +291,7 @@ static void filter_mirror_cleanup(NetFilterState *nf)
     s->writer = NULL;
 }
 
-static void filter_mirror_finalize(Object *obj)
+static void mirror_finalize(Object *obj)
 {
     MirrorState *s = mirror_state(obj);
 
@@ -320,14 +315,23 @@ static char *mirror_get_indev(Object *obj, Error **errp)
     return g_strdup(mirror_state(obj)->indev);
 }
 
+/* indev and outdev: chardev ids, kept until setup opens them. */
+static void mirror_set_chardev_id(Object *obj, const char *prop,
+                                  char **field, const char *value,
+                                  Error **errp)
+{
+    char *old = *field;
+
+    if (mirror_settable(obj, prop, errp)) {
+        *field = g_strdup(value);
+        g_free(old);
+    }
+}
+
 static void mirror_set_indev(Object *obj, const char *value, Error **errp)
 {
-    MirrorState *s = mirror_state(obj);
-
-    if (mirror_settable(obj, "indev", errp)) {
-        g_free(s->indev);
-        s->indev = g_strdup(value);
-    }
+    mirror_set_chardev_id(obj, "indev", &mirror_state(obj)->indev, value,
+                          errp);
 }
 
 static char *mirror_get_outdev(Object *obj, Error **errp)
@@ -337,12 +341,8 @@ static char *mirror_get_outdev(Object *obj, Error **errp)
 
 static void mirror_set_outdev(Object *obj, const char *value, Error **errp)
 {
-    MirrorState *s = mirror_state(obj);
-
-    if (mirror_settable(obj, "outdev", errp)) {
-        g_free(s->outdev);
-        s->outdev = g_strdup(value);
-    }
+    mirror_set_chardev_id(obj, "outdev", &mirror_state(obj)->outdev, value,
+                          errp);
 }
 
 static bool mirror_get_vnet_hdr(Object *obj, Error **errp)
@@ -407,46 +407,45 @@ static void mirror_class_add_common(ObjectClass *oc)
     mirror_add_counter(oc, "frames-out-dropped", MIRROR_FRAMES_OUT_DROPPED);
 }
 
-static void filter_mirror_class_init(ObjectClass *oc, const void *data)
+static void mirror_class_init(ObjectClass *oc, const void *data)
 {
-    NetFilterClass *nfc = NETFILTER_CLASS(oc);
-
+    NETFILTER_CLASS(oc)->receive_iov = mirror_receive_iov;
+    NETFILTER_CLASS(oc)->setup = mirror_setup;
+    NETFILTER_CLASS(oc)->cleanup = mirror_cleanup;
     mirror_class_add_common(oc);
-    nfc->setup = filter_mirror_setup;
-    nfc->cleanup = filter_mirror_cleanup;
-    nfc->receive_iov = filter_mirror_receive_iov;
 }
 
-static void filter_redirector_class_init(ObjectClass *oc, const void *data)
+static void redirector_class_init(ObjectClass *oc, const void *data)
 {
     NetFilterClass *nfc = NETFILTER_CLASS(oc);
 
+    nfc->receive_iov = redirector_receive_iov;
+    nfc->status_changed = redirector_status_changed;
+    nfc->setup = redirector_setup;
+    nfc->cleanup = mirror_cleanup;
     mirror_class_add_common(oc);
     object_class_property_add_str(oc, "indev", mirror_get_indev,
                                   mirror_set_indev);
     mirror_add_counter(oc, "frames-in", MIRROR_FRAMES_IN);
     mirror_add_counter(oc, "frames-in-dropped", MIRROR_FRAMES_IN_DROPPED);
     mirror_add_counter(oc, "frames-in-bad", MIRROR_FRAMES_IN_BAD);
-    nfc->setup = filter_redirector_setup;
-    nfc->cleanup = filter_mirror_cleanup;
-    nfc->status_changed = filter_redirector_status_changed;
-    nfc->receive_iov = filter_redirector_receive_iov;
 }
 
-static const TypeInfo filter_mirror_types[] = {
+/* One state type for both: a redirector is a mirror that may also read. */
+static const TypeInfo mirror_types[] = {
     {
         .name = TYPE_FILTER_MIRROR,
         .parent = TYPE_NETFILTER,
-        .class_init = filter_mirror_class_init,
         .instance_size = sizeof(MirrorState),
-        .instance_finalize = filter_mirror_finalize,
+        .instance_finalize = mirror_finalize,
+        .class_init = mirror_class_init,
     }, {
         .name = TYPE_FILTER_REDIRECTOR,
         .parent = TYPE_NETFILTER,
-        .class_init = filter_redirector_class_init,
         .instance_size = sizeof(MirrorState),
-        .instance_finalize = filter_mirror_finalize,
+        .instance_finalize = mirror_finalize,
+        .class_init = redirector_class_init,
     },
 };
 
-DEFINE_TYPES(filter_mirror_types)
+DEFINE_TYPES(mirror_types)

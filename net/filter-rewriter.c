@@ -48,7 +48,7 @@ typedef enum FilterRewriterCounter {
     FR__MAX,
 } FilterRewriterCounter;
 
-static const char *const filter_rewriter_counter_names[FR__MAX] = {
+static const char *const rewriter_counter_names[FR__MAX] = {
     [FR_TRACKED] = "tracked-connections",
     [FR_REWRITTEN] = "rewritten-packets",
     [FR_MALFORMED] = "malformed-packets",
@@ -58,7 +58,7 @@ static const char *const filter_rewriter_counter_names[FR__MAX] = {
     [FR_UNTRACKED] = "untracked-packets",
 };
 
-static size_t filter_rewriter_vnet_hdr_len(NetFilterState *nf)
+static size_t rewriter_vnet_hdr_len(NetFilterState *nf)
 {
     FilterRewriterState *s = FILTER_REWRITER(nf);
 
@@ -70,12 +70,10 @@ static size_t filter_rewriter_vnet_hdr_len(NetFilterState *nf)
  * guest memory), so a frame is rewritten in a copy, which then goes on
  * down the chain in place of the original.
  */
-static ssize_t filter_rewriter_receive_iov(NetFilterState *nf,
-                                           NetClientState *sender,
-                                           unsigned flags,
-                                           const struct iovec *iov,
-                                           int iovcnt,
-                                           NetPacketSent *sent_cb)
+static ssize_t rewriter_receive_iov(NetFilterState *nf,
+                                    NetClientState *sender, unsigned flags,
+                                    const struct iovec *iov, int iovcnt,
+                                    NetPacketSent *sent_cb)
 {
     FilterRewriterState *s = FILTER_REWRITER(nf);
     ColoRewriteDir dir = sender == nf->netdev ? COLO_REWRITE_TO_GUEST
@@ -90,7 +88,7 @@ static ssize_t filter_rewriter_receive_iov(NetFilterState *nf,
     buf = g_malloc(size);
     iov_to_buf(iov, iovcnt, 0, buf, size);
     if (!colo_rewriter_process(s->rw, buf, size,
-                               filter_rewriter_vnet_hdr_len(nf), dir,
+                               rewriter_vnet_hdr_len(nf), dir,
                                qemu_clock_get_ms(QEMU_CLOCK_REALTIME))) {
         return 0;
     }
@@ -103,34 +101,29 @@ static ssize_t filter_rewriter_receive_iov(NetFilterState *nf,
  * Unlike other COLO filters, the rewriter stays on after failover while
  * connections with an offset live: their clients still use PVM numbers.
  */
-static void filter_rewriter_handle_event(NetFilterState *nf, int event,
-                                         Error **errp)
+static void rewriter_handle_event(NetFilterState *nf, int event,
+                                  Error **errp)
 {
     FilterRewriterState *s = FILTER_REWRITER(nf);
+    const char *id = object_get_canonical_path_component(OBJECT(nf));
 
-    switch (event) {
-    case COLO_EVENT_CHECKPOINT:
+    if (event == COLO_EVENT_CHECKPOINT) {
         colo_rewriter_checkpoint(s->rw);
-        trace_colo_rewriter_event(object_get_canonical_path_component(
-                                      OBJECT(nf)), "checkpoint",
+        trace_colo_rewriter_event(id, "checkpoint",
                                   colo_rewriter_conn_count(s->rw));
-        break;
-    case COLO_EVENT_FAILOVER:
+    } else if (event == COLO_EVENT_FAILOVER) {
         colo_rewriter_failover(s->rw);
-        trace_colo_rewriter_event(object_get_canonical_path_component(
-                                      OBJECT(nf)), "failover",
+        trace_colo_rewriter_event(id, "failover",
                                   colo_rewriter_conn_count(s->rw));
+        /* Off only when nothing is left to rewrite. */
         if (!colo_rewriter_active(s->rw)) {
             object_property_set_str(OBJECT(nf), "status", "off", errp);
         }
-        break;
-    default:
-        break;
     }
 }
 
-static uint64_t filter_rewriter_counter(FilterRewriterState *s,
-                                        FilterRewriterCounter which)
+static uint64_t rewriter_counter(FilterRewriterState *s,
+                                 FilterRewriterCounter which)
 {
     const ColoRewriteStats *st = colo_rewriter_stats(s->rw);
 
@@ -154,68 +147,64 @@ static uint64_t filter_rewriter_counter(FilterRewriterState *s,
     }
 }
 
-static void filter_rewriter_get_counter(Object *obj, Visitor *v,
-                                        const char *name, void *opaque,
-                                        Error **errp)
+static void rewriter_get_counter(Object *obj, Visitor *v, const char *name,
+                                 void *opaque, Error **errp)
 {
-    uint64_t value = filter_rewriter_counter(FILTER_REWRITER(obj),
+    uint64_t value = rewriter_counter(FILTER_REWRITER(obj),
                                              GPOINTER_TO_INT(opaque));
 
     visit_type_uint64(v, name, &value, errp);
 }
 
-static bool filter_rewriter_get_vnet_hdr(Object *obj, Error **errp)
+static bool rewriter_get_vnet_hdr(Object *obj, Error **errp)
 {
     return FILTER_REWRITER(obj)->vnet_hdr;
 }
 
-static void filter_rewriter_set_vnet_hdr(Object *obj, bool value,
-                                         Error **errp)
+static void rewriter_set_vnet_hdr(Object *obj, bool value, Error **errp)
 {
     FILTER_REWRITER(obj)->vnet_hdr = value;
 }
 
-static void filter_rewriter_init(Object *obj)
+static void rewriter_init(Object *obj)
 {
     FILTER_REWRITER(obj)->rw =
         colo_rewriter_new(COLO_REWRITE_DEFAULT_CAPACITY);
 }
 
-static void filter_rewriter_finalize(Object *obj)
+static void rewriter_finalize(Object *obj)
 {
     FilterRewriterState *s = FILTER_REWRITER(obj);
 
     g_clear_pointer(&s->rw, colo_rewriter_free);
 }
 
-static void filter_rewriter_class_init(ObjectClass *oc, const void *data)
+static void rewriter_class_init(ObjectClass *oc, const void *data)
 {
-    NetFilterClass *nfc = NETFILTER_CLASS(oc);
-
+    NETFILTER_CLASS(oc)->receive_iov = rewriter_receive_iov;
+    NETFILTER_CLASS(oc)->handle_event = rewriter_handle_event;
     object_class_property_add_bool(oc, "vnet_hdr_support",
-                                   filter_rewriter_get_vnet_hdr,
-                                   filter_rewriter_set_vnet_hdr);
+                                   rewriter_get_vnet_hdr,
+                                   rewriter_set_vnet_hdr);
     for (int i = 0; i < FR__MAX; i++) {
-        object_class_property_add(oc, filter_rewriter_counter_names[i],
-                                  "uint64", filter_rewriter_get_counter,
-                                  NULL, NULL, GINT_TO_POINTER(i));
+        object_class_property_add(oc, rewriter_counter_names[i], "uint64",
+                                  rewriter_get_counter, NULL, NULL,
+                                  GINT_TO_POINTER(i));
     }
-    nfc->receive_iov = filter_rewriter_receive_iov;
-    nfc->handle_event = filter_rewriter_handle_event;
 }
 
-static const TypeInfo filter_rewriter_info = {
+static const TypeInfo rewriter_info = {
     .name = TYPE_FILTER_REWRITER,
     .parent = TYPE_NETFILTER,
-    .class_init = filter_rewriter_class_init,
+    .class_init = rewriter_class_init,
     .instance_size = sizeof(FilterRewriterState),
-    .instance_init = filter_rewriter_init,
-    .instance_finalize = filter_rewriter_finalize,
+    .instance_init = rewriter_init,
+    .instance_finalize = rewriter_finalize,
 };
 
-static void filter_rewriter_register_types(void)
+static void rewriter_register_types(void)
 {
-    type_register_static(&filter_rewriter_info);
+    type_register_static(&rewriter_info);
 }
 
-type_init(filter_rewriter_register_types);
+type_init(rewriter_register_types);
