@@ -67,6 +67,10 @@ bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
  * from the primary may come first and are skipped.
  */
 bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp);
+/* Read the next message but heartbeats, whatever it is. */
+bool colo_receive_next(QEMUFile *f, COLOMessage *msg, Error **errp);
+/* A protocol error unless @got is @expected. */
+bool colo_expect_message(COLOMessage got, COLOMessage expected, Error **errp);
 bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,
                         Error **errp);
 

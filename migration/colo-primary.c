@@ -6,14 +6,18 @@
  *   handshake  REQUEST ->, <- REPLY     the secondary has stopped its VM
  *   stop       stop the PVM, checkpoint the replicated disks
  *   save       VMSTATE_SEND, dirty RAM on the stream, device state into a buffer
- *   send       VMSTATE_SIZE, the buffered device state
- *   ack        <- RECEIVED (the secondary holds it all), <- LOADED
+ *   send       [RAM_DIGEST], VMSTATE_SIZE, the buffered device state
+ *   ack        <- RECEIVED (the secondary holds it all),
+ *              [<- RAM_DIGEST_RESULT], <- LOADED
  *   resume     restart the PVM, re-arm the timer
  *
  * Runs on the migration thread, which enters with the BQL held.  The BQL is
  * taken only around what needs it: stopping and starting the VM and saving
  * its state (the dirty-log sync of the RAM save runs work on the vCPUs under
  * TCG, and that requires the BQL).
+ *
+ * The bracketed messages are there with the colo-verify capability: a
+ * digest of the stopped PVM's RAM, and the secondary's verdict on it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -35,6 +39,7 @@
 #include "savevm.h"
 #include "qemu-file.h"
 #include "colo-internal.h"
+#include "colo-verify.h"
 #include "trace.h"
 
 /* Device state is usually far below this; the buffer grows when needed. */
@@ -51,6 +56,7 @@ typedef struct ColoPrimary {
     /* Owned by the migration thread during one checkpoint. */
     QIOChannelBuffer *devbuf;
     QEMUFile *devfile;
+    ColoRamDigest *digest;      /* with colo-verify: the PVM's RAM */
     uint64_t checkpoints;
 
     ColoWatchdog *watchdog;
@@ -174,6 +180,10 @@ static bool colo_primary_save(ColoPrimary *p, Error **errp)
     bql_lock();
     ok = colo_primary_save_locked(p, errp);
     bql_unlock();
+    if (ok && migrate_colo_verify()) {
+        /* The PVM is stopped: its RAM is the checkpoint's. */
+        p->digest = colo_verify_digest_ram(p->to_svm);
+    }
     return ok;
 }
 
@@ -182,6 +192,9 @@ static bool colo_primary_send_devices(ColoPrimary *p, Error **errp)
     Error *cause = NULL;
     uint64_t size = p->devbuf->usage;
 
+    if (p->digest && !colo_verify_send_digest(p->to_svm, p->digest, errp)) {
+        return false;
+    }
     if (!colo_send_value(p->to_svm, COLO_MESSAGE_VMSTATE_SIZE, size, errp)) {
         return false;
     }
@@ -195,10 +208,24 @@ static bool colo_primary_send_devices(ColoPrimary *p, Error **errp)
     return true;
 }
 
+/* With colo-verify: what the secondary found, once it has loaded. */
+static bool colo_primary_await_verdict(ColoPrimary *p, Error **errp)
+{
+    ColoRamDiff diff;
+
+    if (!colo_verify_receive_result(p->from_svm, &diff, errp)) {
+        return false;
+    }
+    colo_verify_record(COLO_MODE_PRIMARY, p->checkpoints + 1, &diff);
+    colo_ram_diff_clear(&diff);
+    return true;
+}
+
 static bool colo_primary_await_ack(ColoPrimary *p, Error **errp)
 {
     return colo_receive_message(p->from_svm, COLO_MESSAGE_VMSTATE_RECEIVED,
                                 errp) &&
+           (!p->digest || colo_primary_await_verdict(p, errp)) &&
            colo_receive_message(p->from_svm, COLO_MESSAGE_VMSTATE_LOADED,
                                 errp);
 }
@@ -214,8 +241,11 @@ static void colo_primary_resume(ColoPrimary *p)
     colo_primary_arm_timer(p);
 }
 
-static void colo_primary_drop_devbuf(ColoPrimary *p)
+/* What one checkpoint built up, whether it completed or not. */
+static void colo_primary_drop_checkpoint_state(ColoPrimary *p)
 {
+    colo_ram_digest_free(p->digest);
+    p->digest = NULL;
     if (p->devfile) {
         /* Closing frees the buffer's data along with the channel. */
         qemu_fclose(p->devfile);
@@ -250,7 +280,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
                                   device_bytes);
     }
     /* On failure the VM is restarted by the failover that follows. */
-    colo_primary_drop_devbuf(p);
+    colo_primary_drop_checkpoint_state(p);
     return ok;
 }
 

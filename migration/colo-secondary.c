@@ -5,15 +5,19 @@
  * A checkpoint, each step its own function below:
  *   handshake  <- REQUEST, stop the SVM, REPLY ->
  *   RAM        <- VMSTATE_SEND, dirty RAM into the COLO RAM cache
- *   devices    <- VMSTATE_SIZE, the device state into a buffer
+ *   devices    <- [RAM_DIGEST], VMSTATE_SIZE, the device state into a buffer
  *   commit     RECEIVED ->; from here the primary may release the outputs
  *              of this state, so it is applied whatever happens next
  *   apply      reset the devices, copy the cache into guest RAM, load the
  *              device state, checkpoint the disks and the netfilters
+ *   verify     [RAM_DIGEST_RESULT ->] the SVM's RAM against the digest
  *   resume     LOADED ->, restart the SVM
  * Until the commit nothing touches the running VM's RAM or devices: a
  * failover before it leaves the SVM at the last applied checkpoint plus
  * what it ran since.
+ *
+ * The bracketed messages are there when the primary has the colo-verify
+ * capability; the secondary follows whatever the stream holds.
  *
  * The incoming migration coroutine hands over to a thread for the loop and
  * waits; the thread re-enters it when COLO ends.
@@ -39,6 +43,7 @@
 #include "qemu-file.h"
 #include "ram.h"
 #include "colo-internal.h"
+#include "colo-verify.h"
 #include "trace.h"
 
 typedef struct ColoSecondary {
@@ -48,6 +53,7 @@ typedef struct ColoSecondary {
     QEMUFile *from_pvm;         /* the migration stream */
     QEMUFile *to_pvm;           /* its return path */
     uint64_t checkpoints;
+    ColoRamDigest *pvm_digest;  /* this checkpoint's, with colo-verify */
     bool state_broken;          /* a checkpoint was applied only in part */
     ColoWatchdog *watchdog;     /* always armed: the primary owes heartbeats */
 
@@ -113,6 +119,33 @@ static bool colo_secondary_load_ram(ColoSecondary *sec, Error **errp)
     return true;
 }
 
+/* <- [RAM_DIGEST], VMSTATE_SIZE: the size of the device state to come. */
+static bool colo_secondary_receive_size(ColoSecondary *sec, uint64_t *size,
+                                        Error **errp)
+{
+    COLOMessage msg;
+
+    if (!colo_receive_next(sec->from_pvm, &msg, errp)) {
+        return false;
+    }
+    if (msg == COLO_MESSAGE_RAM_DIGEST) {
+        sec->pvm_digest = colo_verify_receive_digest(sec->from_pvm, errp);
+        if (!sec->pvm_digest ||
+            !colo_receive_next(sec->from_pvm, &msg, errp)) {
+            return false;
+        }
+    }
+    if (!colo_expect_message(msg, COLO_MESSAGE_VMSTATE_SIZE, errp)) {
+        return false;
+    }
+    *size = qemu_get_be64(sec->from_pvm);
+    if (qemu_file_get_error(sec->from_pvm)) {
+        error_setg(errp, "COLO: the device state's size was cut short");
+        return false;
+    }
+    return true;
+}
+
 static QIOChannelBuffer *colo_secondary_receive_devices(ColoSecondary *sec,
                                                         Error **errp)
 {
@@ -120,8 +153,7 @@ static QIOChannelBuffer *colo_secondary_receive_devices(ColoSecondary *sec,
     uint64_t size;
     size_t got;
 
-    if (!colo_receive_value(sec->from_pvm, COLO_MESSAGE_VMSTATE_SIZE, &size,
-                            errp)) {
+    if (!colo_secondary_receive_size(sec, &size, errp)) {
         return NULL;
     }
     if (size == 0 || size > COLO_MAX_DEVICE_STATE) {
@@ -176,6 +208,25 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
     return !*errp;
 }
 
+/*
+ * With colo-verify, the SVM stopped and the checkpoint applied: compare its
+ * RAM with the PVM's digest and tell the primary.
+ */
+static bool colo_secondary_verify(ColoSecondary *sec, Error **errp)
+{
+    g_autoptr(ColoRamDigest) mine = colo_verify_digest_ram(sec->to_pvm);
+    ColoRamDiff diff;
+    bool ok;
+
+    if (!colo_ram_digest_compare(mine, sec->pvm_digest, &diff)) {
+        colo_verify_explain(mine, sec->pvm_digest, &diff);
+    }
+    colo_verify_record(COLO_MODE_SECONDARY, sec->checkpoints + 1, &diff);
+    ok = colo_verify_send_result(sec->to_pvm, &diff, errp);
+    colo_ram_diff_clear(&diff);
+    return ok;
+}
+
 static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
 {
     QIOChannelBuffer *bioc = NULL;
@@ -192,26 +243,29 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
          (bioc = colo_secondary_receive_devices(sec, errp)) &&
          colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_RECEIVED, errp);
     if (ok) {
-        uint64_t size = bioc->usage;
-
         bql_lock();
         ok = colo_secondary_apply_locked(bioc, errp);
-        if (ok) {
-            vm_start();
-        } else {
-            sec->state_broken = true;
-        }
+        sec->state_broken = !ok;
         bql_unlock();
-        if (ok) {
-            sec->checkpoints++;
-            trace_colo_secondary_loaded(sec->checkpoints, size);
-            ok = colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_LOADED,
-                                   errp);
-        }
+    }
+    /* Still stopped: the RAM is the checkpoint's. */
+    if (ok && sec->pvm_digest) {
+        ok = colo_secondary_verify(sec, errp);
+    }
+    if (ok) {
+        bql_lock();
+        vm_start();
+        bql_unlock();
+        sec->checkpoints++;
+        trace_colo_secondary_loaded(sec->checkpoints, bioc->usage);
+        ok = colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_LOADED,
+                               errp);
     }
     if (bioc) {
         object_unref(OBJECT(bioc));
     }
+    colo_ram_digest_free(sec->pvm_digest);
+    sec->pvm_digest = NULL;
     return ok;
 }
 

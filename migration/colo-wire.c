@@ -15,9 +15,12 @@
 #include "colo-internal.h"
 #include "trace.h"
 
+/* @msg is COLO_MESSAGE__MAX when the message is not known yet. */
 static bool colo_file_ok(QEMUFile *f, const char *what, COLOMessage msg,
                          Error **errp)
 {
+    const char *name = msg < COLO_MESSAGE__MAX ? COLOMessage_str(msg) :
+                                                 "a message";
     Error *cause = NULL;
 
     if (qemu_file_get_error_obj(f, &cause) == 0) {
@@ -25,9 +28,9 @@ static bool colo_file_ok(QEMUFile *f, const char *what, COLOMessage msg,
     }
     if (cause) {
         error_propagate_prepend(errp, cause, "COLO: cannot %s %s: ", what,
-                                COLOMessage_str(msg));
+                                name);
     } else {
-        error_setg(errp, "COLO: cannot %s %s", what, COLOMessage_str(msg));
+        error_setg(errp, "COLO: cannot %s %s", what, name);
     }
     return false;
 }
@@ -50,29 +53,51 @@ bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
     return colo_file_ok(f, "send", msg, errp);
 }
 
-bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp)
+/* The next message but heartbeats; @hint names what the caller awaits. */
+static bool colo_read_message(QEMUFile *f, COLOMessage hint, COLOMessage *msg,
+                              Error **errp)
 {
     uint32_t got;
 
     do {
         got = qemu_get_be32(f);
-        if (!colo_file_ok(f, "receive", expected, errp)) {
+        if (!colo_file_ok(f, "receive", hint, errp)) {
             return false;
         }
         if (got >= COLO_MESSAGE__MAX) {
-            error_setg(errp, "COLO: invalid message 0x%" PRIx32 " while "
-                       "waiting for %s", got, COLOMessage_str(expected));
+            error_setg(errp, "COLO: invalid message 0x%" PRIx32 "%s%s", got,
+                       hint < COLO_MESSAGE__MAX ? " while waiting for " : "",
+                       hint < COLO_MESSAGE__MAX ? COLOMessage_str(hint) : "");
             return false;
         }
         trace_colo_receive_message(COLOMessage_str(got));
-    } while (got == COLO_MESSAGE_HEARTBEAT && expected != got);
+    } while (got == COLO_MESSAGE_HEARTBEAT);
 
+    *msg = got;
+    return true;
+}
+
+bool colo_receive_next(QEMUFile *f, COLOMessage *msg, Error **errp)
+{
+    return colo_read_message(f, COLO_MESSAGE__MAX, msg, errp);
+}
+
+bool colo_expect_message(COLOMessage got, COLOMessage expected, Error **errp)
+{
     if (got != expected) {
         error_setg(errp, "COLO: received %s while waiting for %s",
                    COLOMessage_str(got), COLOMessage_str(expected));
         return false;
     }
     return true;
+}
+
+bool colo_receive_message(QEMUFile *f, COLOMessage expected, Error **errp)
+{
+    COLOMessage got;
+
+    return colo_read_message(f, expected, &got, errp) &&
+           colo_expect_message(got, expected, errp);
 }
 
 bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,

@@ -22,7 +22,9 @@
 #include "net/colo-compare.h"
 #include "migration.h"
 #include "options.h"
+#include "ram.h"
 #include "colo-internal.h"
+#include "colo-verify.h"
 #include "trace.h"
 
 /*
@@ -52,6 +54,7 @@ void colo_mode_enter(COLOMode mode)
         colo.pending = COLO_EXIT_REASON_NONE;
         colo.exited = COLO_EXIT_REASON_NONE;
     }
+    colo_verify_session_start();
     trace_colo_mode_enter(COLOMode_str(mode));
 }
 
@@ -148,6 +151,7 @@ COLOStatus *qmp_query_colo_status(Error **errp)
         s->last_mode = colo.last_mode;
         s->reason = colo.exited;
     }
+    colo_verify_fill_status(s);
     return s;
 }
 
@@ -199,6 +203,11 @@ bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
                    "is running");
         return false;
     }
+    if (new_caps[MIGRATION_CAPABILITY_COLO_VERIFY] &&
+        !new_caps[MIGRATION_CAPABILITY_X_COLO]) {
+        error_setg(errp, "Capability colo-verify requires x-colo");
+        return false;
+    }
     if (new_caps[MIGRATION_CAPABILITY_X_COLO] &&
         new_caps[MIGRATION_CAPABILITY_POSTCOPY_RAM]) {
         error_setg(errp, "COLO does not support postcopy");
@@ -210,6 +219,11 @@ bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
 
 bool colo_check_migration(Error **errp)
 {
+    if (migrate_colo_verify() && ram_bytes_total() > COLO_VERIFY_MAX_RAM) {
+        error_setg(errp, "colo-verify supports guests with up to %llu GiB "
+                   "of RAM", COLO_VERIFY_MAX_RAM / GiB);
+        return false;
+    }
     /* Only the plain multifd receive path knows the COLO RAM cache. */
     if (migrate_multifd() &&
         migrate_multifd_compression() != MULTIFD_COMPRESSION_NONE) {

@@ -7,6 +7,9 @@
  * over and checks that the right COLO_EXIT comes out and that the survivor
  * keeps running.
  *
+ * Every case runs with the colo-verify capability: each checkpoint compares
+ * the secondary's RAM with the primary's, and a difference fails the test.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -42,6 +45,7 @@ typedef struct {
     ColoSurvivor survivor;
     bool during_checkpoint; /* fail over while the secondary is stopped */
     bool hmp;               /* fail over through the human monitor */
+    MemType mem_type;       /* what backs guest RAM */
 } ColoTestCase;
 
 /* What one VM's QMP events told us. */
@@ -51,6 +55,9 @@ typedef struct {
     bool exited;
     char *exit_mode;
     char *exit_reason;
+    unsigned mismatches;        /* COLO_VERIFY_MISMATCH events */
+    char *mismatch_block;       /* ... the first one's block and offset */
+    uint64_t mismatch_offset;
 } ColoEvents;
 
 static bool colo_watch_events(QTestState *who, const char *name,
@@ -75,13 +82,25 @@ static bool colo_watch_events(QTestState *who, const char *name,
         ev->exit_reason = g_strdup(qdict_get_str(data, "reason"));
         return true;
     }
+    if (g_str_equal(name, "COLO_VERIFY_MISMATCH")) {
+        QDict *data = qdict_get_qdict(event, "data");
+
+        if (!ev->mismatches++) {
+            ev->mismatch_block = g_strdup(qdict_get_str(data, "block"));
+            ev->mismatch_offset = qdict_get_uint(data, "offset");
+        }
+        return true;
+    }
     return false;
 }
 
 static void colo_events_free(ColoEvents *ev)
 {
+    /* Whatever else a test checked, the replica was exact throughout. */
+    g_assert_cmpuint(ev->mismatches, ==, 0);
     g_free(ev->exit_mode);
     g_free(ev->exit_reason);
+    g_free(ev->mismatch_block);
 }
 
 /* Events arrive only while we talk to QEMU: poke it. */
@@ -188,6 +207,18 @@ static void colo_wait_mode(QTestState *who, const char *mode)
     }
 }
 
+/* At least @checkpoints were verified on @who, all of them equal. */
+static void colo_assert_verified(QTestState *who, unsigned checkpoints)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(who,
+                                   "{ 'execute': 'query-colo-status' }");
+
+    g_assert_cmpuint(qdict_get_try_int(rsp, "verified-checkpoints", 0), >=,
+                     checkpoints);
+    g_assert_cmpuint(qdict_get_int(rsp, "verify-mismatches"), ==, 0);
+    qobject_unref(rsp);
+}
+
 static void colo_assert_heartbeat_refused(QTestState *who, const char *why)
 {
     QDict *rsp = qtest_qmp_assert_failure_ref(who,
@@ -225,9 +256,11 @@ static void colo_prepare(const ColoTestCase *tc, QTestState **from,
         .oob = true,
         .opts_source = machine,
         .opts_target = machine,
+        .mem_type = tc->mem_type,
     };
 
     args.caps[MIGRATION_CAPABILITY_X_COLO] = true;
+    args.caps[MIGRATION_CAPABILITY_COLO_VERIFY] = true;
     args.caps[MIGRATION_CAPABILITY_RETURN_PATH] = tc->return_path;
     args.caps[MIGRATION_CAPABILITY_MULTIFD] = tc->multifd;
 
@@ -285,6 +318,9 @@ static void colo_test_failover(const void *opaque)
         colo_assert_progress("dest_serial");
     }
     colo_assert_status(to, "secondary", "secondary", "none");
+    /* The secondary's start may count as one of the resumes we waited for. */
+    colo_assert_verified(to, COLO_CHECKPOINTS_BEFORE_FAILOVER - 1);
+    colo_assert_verified(from, COLO_CHECKPOINTS_BEFORE_FAILOVER - 2);
 
     if (tc->survivor == COLO_FAIL_PRIMARY) {
         survivor = from, lost = to;
@@ -619,6 +655,125 @@ static void colo_test_cont_refused(const void *opaque)
     colo_events_free(&dst_ev);
 }
 
+/* Far above what the boot sector dirties: nothing rewrites it. */
+#define COLO_HIDDEN_WRITE_OFFSET (120 * 1024 * 1024)
+
+/*
+ * Write into @pid's guest RAM behind QEMU's back, through the memfd that
+ * backs it (MEM_TYPE_MEMFD), as a device bug or a stray host write would.
+ */
+static bool colo_hidden_ram_write(pid_t pid, uint64_t offset)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/fd", pid);
+    GDir *fds = g_dir_open(dir, 0, NULL);
+    const char *name;
+    bool written = false;
+
+    if (!fds) {
+        g_test_skip("cannot look into the secondary's file descriptors");
+        return false;
+    }
+    while (!written && (name = g_dir_read_name(fds))) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        g_autofree char *target = g_file_read_link(path, NULL);
+        static const uint64_t garbage = 0x5a5a5a5a5a5a5a5aULL;
+        int fd;
+
+        /* memory-backend-memfd names its memfd after its type. */
+        if (!target ||
+            !g_str_has_prefix(target, "/memfd:memory-backend-memfd")) {
+            continue;
+        }
+        fd = open(path, O_RDWR);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(pwrite(fd, &garbage, sizeof(garbage), offset), ==,
+                        sizeof(garbage));
+        close(fd);
+        written = true;
+    }
+    g_dir_close(fds);
+    g_assert(written);
+    return true;
+}
+
+static void colo_wait_mismatch(QTestState *who, ColoEvents *ev)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (!ev->mismatches) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        colo_pump_events(who);
+        g_usleep(COLO_POLL_US);
+    }
+    g_assert_cmpstr(ev->mismatch_block, ==, "mig.mem");
+    g_assert_cmpuint(ev->mismatch_offset, ==, COLO_HIDDEN_WRITE_OFFSET);
+}
+
+/* A mismatch is counted, and checkpoints go on: the user decides. */
+static void colo_assert_mismatch_left_to_user(QTestState *to, ColoEvents *ev)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                   "{ 'execute': 'query-colo-status' }");
+
+    g_assert_cmpstr(qdict_get_str(rsp, "mode"), ==, "secondary");
+    g_assert_cmpuint(qdict_get_int(rsp, "verify-mismatches"), >=, 1);
+    qobject_unref(rsp);
+    /* Nothing rewrites the page: the difference stays. */
+    colo_wait_checkpoint(to, ev);
+    colo_wait_checkpoint(to, ev);
+    g_assert_cmpuint(ev->mismatches, >=, 2);
+}
+
+/*
+ * colo-verify catches a difference COLO's dirty tracking cannot see: both
+ * sides report the block and page, count it, and COLO carries on.
+ */
+static void colo_test_verify_catches_hidden_write(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_assert_verified(to, 1);
+
+    if (colo_hidden_ram_write(qtest_pid(to), COLO_HIDDEN_WRITE_OFFSET)) {
+        colo_wait_mismatch(to, &dst_ev);
+        colo_wait_mismatch(from, &src_ev);
+        colo_assert_mismatch_left_to_user(to, &dst_ev);
+    }
+
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, false);
+    /* Expected here; colo_events_free() fails on any other. */
+    src_ev.mismatches = dst_ev.mismatches = 0;
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+static void colo_test_verify_needs_colo(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    QDict *rsp = qtest_qmp_assert_failure_ref(qts,
+        "{ 'execute': 'migrate-set-capabilities', 'arguments': "
+        "{ 'capabilities': [ { 'capability': 'colo-verify', "
+        "'state': true } ] } }");
+
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "Capability colo-verify requires x-colo");
+    qobject_unref(rsp);
+    /* No verification ever ran: the status has no counters. */
+    rsp = qtest_qmp_assert_success_ref(qts,
+                                       "{ 'execute': 'query-colo-status' }");
+    g_assert_false(qdict_haskey(rsp, "verified-checkpoints"));
+    g_assert_false(qdict_haskey(rsp, "verify-mismatches"));
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
 static void colo_test_heartbeat_outside_colo(void)
 {
     QTestState *qts = qtest_init("-machine none");
@@ -813,4 +968,10 @@ void migration_test_add_colo(MigrationTestEnv *env)
                        colo_test_postcopy_refused);
     migration_test_add("/migration/colo/errors/multifd_compression_refused",
                        colo_test_multifd_compression_refused);
+
+    colo_add("verify/catches_hidden_write", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .mem_type = MEM_TYPE_MEMFD,
+    }, colo_test_verify_catches_hidden_write);
+    migration_test_add("/migration/colo/verify/needs_x_colo",
+                       colo_test_verify_needs_colo);
 }
