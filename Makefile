@@ -4,7 +4,8 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps fuzz bench-net bench-block clean help
+.PHONY: all build check demo deps fuzz soak bench-net bench-block bench-verify \
+	clean help
 
 all: build
 
@@ -16,6 +17,8 @@ help:
 	@echo "make fuzz    run each libFuzzer target for FUZZ_SECONDS (default 600)"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
 	@echo "make bench-block  print the write overhead of disk replication"
+	@echo "make bench-verify  what colo-verify adds to a checkpoint's pause"
+	@echo "make soak    SOAK_MINUTES (default 30) of a Linux guest under COLO"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
 deps:
@@ -44,6 +47,16 @@ bench-net: deps
 bench-block: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) bench/block-replication-overhead.py $(BUILD)
+
+bench-verify: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/colo-verify-cost.py $(BUILD)
+
+# Not part of `make check`: half an hour of COLO with verification on.
+SOAK_MINUTES ?= 30
+soak: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) tests/functional/colo/soak.py $(BUILD) --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(BUILD)

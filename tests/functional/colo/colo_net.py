@@ -123,10 +123,12 @@ def secondary_proxy(base):
 
 
 def colo_caps(vm):
-    """The capabilities both sides need, set before the migration."""
+    """The capabilities both sides need, set before the migration; with
+    colo-verify, every checkpoint also proves the replica exact."""
     vm.cmd("migrate-set-capabilities", capabilities=[
         {"capability": "x-colo", "state": True},
-        {"capability": "return-path", "state": True}])
+        {"capability": "return-path", "state": True},
+        {"capability": "colo-verify", "state": True}])
 
 
 def compare_counters(vm, names):

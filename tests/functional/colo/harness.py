@@ -45,9 +45,25 @@ def run(cmd, check=True, timeout=30, **kw):
 
 def free_port():
     """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count):
+    """@count distinct loopback TCP ports that were free a moment ago.
+
+    All are held open until the last is chosen, so that the kernel cannot
+    hand the same one out twice.
+    """
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def wait_until(what, predicate, timeout=120):
@@ -61,6 +77,25 @@ def wait_until(what, predicate, timeout=120):
 def hmp(vm, command):
     """Run a human monitor command through QMP and return its output."""
     return vm.cmd("human-monitor-command", command_line=command)
+
+
+def export_secondary_disk(sec, nbd_port):
+    """Secondary side of disk replication: its disk, writable over NBD."""
+    sec.cmd("nbd-server-start", addr={"type": "inet", "data": {
+        "host": "127.0.0.1", "port": str(nbd_port)}})
+    sec.cmd("nbd-server-add", device="parent0", writable=True)
+
+
+def attach_replication(pri, nbd_port):
+    """Primary side: a replication node to the secondary's disk, added to
+    the quorum colo-disk0 as its second child."""
+    out = hmp(pri, "drive_add -n buddy driver=replication,mode=primary,"
+                   "file.driver=nbd,file.host=127.0.0.1,"
+                   f"file.port={nbd_port},file.export=parent0,"
+                   "node-name=replication0")
+    if out.strip() not in ("", "OK"):
+        raise AssertionError(f"drive_add failed: {out}")
+    pri.cmd("x-blockdev-change", parent="colo-disk0", node="replication0")
 
 
 def require_netns():
@@ -123,11 +158,11 @@ class LinuxGuest:
     """The Linux test guest, booted directly from its kernel and initramfs."""
 
     def __init__(self, name, nic_args, ip="10.0.2.15/24", machine="pc",
-                 wrapper=(), extra_args=()):
+                 wrapper=(), extra_args=(), mem="256"):
         guest_dir = env_path("COLO_GUEST_DIR")
         self.tmp = tempfile.mkdtemp(prefix=f"colo-{name}-")
         self.serial = os.path.join(self.tmp, "serial.log")
-        args = ["-accel", "tcg", "-m", "256", "-nodefaults", "-no-reboot",
+        args = ["-accel", "tcg", "-m", mem, "-nodefaults", "-no-reboot",
                 "-kernel", os.path.join(guest_dir, "vmlinuz"),
                 "-initrd", os.path.join(guest_dir, "initramfs.img"),
                 "-append", f"console=ttyS0 quiet panic=-1 colo.ip={ip}",

@@ -57,7 +57,8 @@ import sys
 import tempfile
 import time
 
-from harness import (LinuxGuest, env_path, free_port, hmp, log, run,
+from harness import (LinuxGuest, attach_replication, env_path,
+                     export_secondary_disk, free_ports, hmp, log, run,
                      wait_until)
 
 MiB = 1024 * 1024
@@ -236,17 +237,10 @@ def nbd_start(vm, port):
 def start_colo(pri, sec, ports):
     """The documented bring-up, secondary first."""
     colo_caps(sec)
-    nbd_start(sec, ports["nbd"])
-    sec.cmd("nbd-server-add", device="parent0", writable=True)
+    export_secondary_disk(sec, ports["nbd"])
     sec.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{ports['migration']}")
 
-    out = hmp(pri, "drive_add -n buddy driver=replication,mode=primary,"
-                   "file.driver=nbd,file.host=127.0.0.1,"
-                   f"file.port={ports['nbd']},file.export=parent0,"
-                   "node-name=replication0")
-    if out.strip() not in ("", "OK"):
-        raise AssertionError(f"drive_add failed: {out}")
-    pri.cmd("x-blockdev-change", parent="colo-disk0", node="replication0")
+    attach_replication(pri, ports["nbd"])
     colo_caps(pri)
     pri.cmd("migrate-set-parameters", **{"x-checkpoint-delay": QUIET_MS})
     pri.cmd("migrate", uri=f"tcp:127.0.0.1:{ports['migration']}")
@@ -414,15 +408,13 @@ def run_case(name, case):
     tmp = tempfile.mkdtemp(prefix=f"colo-block-{name}-")
     try:
         paths, model = make_images(tmp)
-        ports = {k: free_port() for k in ("nbd", "migration", "pri-view")}
+        ports = dict(zip(("nbd", "migration", "pri-view"), free_ports(3)))
         with LinuxGuest("secondary", slirp_nic(),
                         extra_args=secondary_args(paths)) as sec, \
              LinuxGuest("primary", slirp_nic(),
                         extra_args=primary_args(paths)) as pri:
             try:
-                # Migrate a booted guest: the SVM's e1000 driver was seen to
-                # panic when COLO started while the guest was probing it.
-                pri.wait_ready()
+                # COLO starts while the guest boots, as users start it.
                 start_colo(pri.vm, sec.vm, ports)
                 pair = Pair(tmp, pri, sec, {"primary": ports["pri-view"],
                                             "secondary": ports["nbd"]})

@@ -13,14 +13,19 @@ Layout, all inside a network namespace the test creates:
                                            filter-redirector -> colo-compare
                                            filter-rewriter
 
-The client talks to the guest's HTTP server and TCP echo server while COLO
-runs; every answer it gets has been matched by colo-compare against the
+COLO starts before the guest boots, as the user guide does it (the primary
+is started with -S and migrates at once), with colo-verify on: every
+checkpoint proves the secondary's RAM equal to the primary's.  The client
+talks to the guest's HTTP server and TCP echo server while COLO runs;
+every answer it gets has been matched by colo-compare against the
 secondary's.  Then one QEMU is killed:
 - primary lost: the secondary takes over; the test moves tap-s onto the
   client's bridge, as a cluster manager would move the address, and the
   echo connections opened before the failover carry on with the secondary;
 - secondary lost: the primary carries on alone, its filters and comparator
   step aside, and the same connections carry on.
+Neither guest's console may show a kernel complaint (BUG, Oops, panic...),
+and no checkpoint may have found the replica different.
 """
 
 import json
@@ -32,6 +37,7 @@ import time
 
 from colo_net import (GUEST_IP, Client, colo_caps, compare_counters,
                       primary_proxy, secondary_proxy, tap_nic)
+from colo_pair import console_alarms
 from harness import LinuxGuest, NetNamespace, log, require_netns
 
 CHECKPOINT_DELAY_MS = 1000
@@ -63,12 +69,11 @@ def run_case(ns, lose, base_port):
 
     with LinuxGuest("primary", tap_nic("tap-p"), ip=f"{GUEST_IP}/24",
                     wrapper=ns.exec_argv(),
-                    extra_args=primary_proxy(base_port)) as pri:
+                    extra_args=primary_proxy(base_port) + ["-S"]) as pri:
         with LinuxGuest("secondary", tap_nic("tap-s"), ip=f"{GUEST_IP}/24",
                         wrapper=ns.exec_argv(),
                         extra_args=["-incoming", "defer"]
                         + secondary_proxy(base_port)) as sec:
-            pri.wait_ready()
             colo_caps(sec.vm)
             sec.vm.cmd("migrate-incoming",
                        uri=f"tcp:127.0.0.1:{base_port + 3}")
@@ -81,6 +86,8 @@ def run_case(ns, lose, base_port):
                        and sec.vm.cmd("query-colo-status")["mode"]
                        == "secondary")
             sec.vm.event_wait("RESUME", timeout=60)
+            # The guest boots under COLO.
+            pri.wait_ready(timeout=180)
             log(f"{lose}: COLO running with the network proxy")
 
             client = Client(ns)
@@ -126,8 +133,17 @@ def run_case(ns, lose, base_port):
                 client.do("open fresh", retry_for=30)
                 client.do("echo fresh new")
                 client.do("http")
+                # Counted on each side for the whole session.
+                status = survivor.vm.cmd("query-colo-status")
+                assert status.get("verified-checkpoints", 0) > 0, status
+                assert status["verify-mismatches"] == 0, status
+                for g in (pri, sec):
+                    alarms = console_alarms(g.console())
+                    assert not alarms, f"{g.vm._name} guest: {alarms}"
                 log(f"{lose} lost: the {event['data']['mode']} kept both "
-                    "echo connections and serves new ones")
+                    "echo connections and serves new ones; "
+                    f"{status['verified-checkpoints']} checkpoints "
+                    "verified equal, both consoles clean")
             except BaseException:
                 survivor = sec if lose == "primary" else pri
                 for vm, obj, names in (

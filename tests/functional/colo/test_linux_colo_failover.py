@@ -8,20 +8,13 @@ without telling the other: the survivor must take over by itself (COLO_EXIT
 reason "error") and its guest must still answer HTTP.
 """
 
-import socket
 import sys
 import time
 import urllib.request
 
-from harness import LinuxGuest, log
+from harness import LinuxGuest, free_ports, log
 
 CHECKPOINT_DELAY_MS = 500
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def slirp_nic(http_port):
@@ -52,7 +45,7 @@ def colo_caps(vm):
 
 
 def run_case(kill):
-    mig_port, pri_http, sec_http = free_port(), free_port(), free_port()
+    mig_port, pri_http, sec_http = free_ports(3)
     with LinuxGuest("secondary", slirp_nic(sec_http),
                     extra_args=["-incoming", "defer"]) as sec, \
          LinuxGuest("primary", slirp_nic(pri_http)) as pri:

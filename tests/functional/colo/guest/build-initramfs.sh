@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build the COLO test guest from the host's Debian packages:
 #   OUTDIR/vmlinuz        the installed linux-image-amd64 kernel
-#   OUTDIR/initramfs.img  busybox-static, the NIC drivers and ./init
+#   OUTDIR/initramfs.img  busybox-static, the NIC and disk drivers, ./init
+#                         and ./workload
 # Usage: build-initramfs.sh OUTDIR GUESTSRC
 set -eu
 
@@ -29,6 +30,7 @@ mkdir -p "$root/bin" "$root/dev" "$root/proc" "$root/sys" "$root/tmp" \
 cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$src/init" "$root/init"
+install -m 0755 "$src/workload" "$root/bin/colo-workload"
 cp "$src/index.html" "$root/www/index.html"
 
 # Modules in load order: each one after the modules it depends on.
@@ -54,7 +56,7 @@ add_module() {
         echo "$name" >>"$order"
     fi
 }
-for m in virtio_pci virtio_net e1000 e1000e; do
+for m in virtio_pci virtio_net virtio_blk e1000 e1000e; do
     add_module "$m"
 done
 

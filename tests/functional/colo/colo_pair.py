@@ -1,0 +1,366 @@
+"""A COLO pair of Linux test guests, set up the way the user guide does it.
+
+Two QEMUs on this host under TCG: the primary and the secondary, each with
+the guest's NIC on user-mode networking (a loopback port forwarded to the
+guest's web server), a virtio disk replicated as documented (quorum with a
+replication child over NBD on the primary; replication over active and
+hidden qcow2 images on the secondary), and the guest's command shell
+(guest/init) forwarded to another loopback port.
+
+COLO can start before the guest boots (the primary starts with -S and
+migrates at once), while it boots, or once it is up.  Used by
+test_replica_exact.py, soak.py and the verification benchmark.
+"""
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+
+from harness import (LinuxGuest, attach_replication, env_path,
+                     export_secondary_disk, free_ports, hmp, log, run,
+                     wait_until)
+
+MiB = 1024 * 1024
+DISK_SIZE = 16 * MiB
+
+# What a guest kernel prints when something is badly wrong.
+CONSOLE_ALARMS = re.compile(r"BUG:|Oops|Kernel panic|general protection|"
+                            r"WARNING: CPU|Call Trace")
+
+
+def console_alarms(text):
+    return [ln for ln in text.splitlines() if CONSOLE_ALARMS.search(ln)]
+
+
+class GuestShell:
+    """The guest's command shell, through a forwarded loopback port."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+        self.buf = b""
+        self.seq = 0
+
+    def _connect(self, timeout=60):
+        """Connect, and make sure a shell answers: right after the guest's
+        ready marker its listener may not be up yet, and user-mode
+        networking then resets the connection."""
+        deadline = time.monotonic() + timeout
+        while self.sock is None:
+            self.buf = b""
+            try:
+                self.sock = socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=30)
+                self._exchange("true", min(20, deadline - time.monotonic()))
+            except (ConnectionError, TimeoutError):
+                self.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def run(self, command, timeout=120):
+        """Run @command in the guest; return (exit status, output)."""
+        self._connect()
+        return self._exchange(command, timeout)
+
+    def _exchange(self, command, timeout):
+        self.seq += 1
+        tag = f"@@done-{self.seq}"
+        self.sock.sendall(f"{command}\necho {tag} $?\n".encode())
+        pattern = re.compile(re.escape(tag).encode() + rb" (\d+)\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            m = pattern.search(self.buf)
+            if m:
+                out = self.buf[:m.start()].decode(errors="replace")
+                self.buf = self.buf[m.end():]
+                return int(m.group(1)), out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"guest command '{command}' did not end; "
+                                   f"output so far: {self.buf[-500:]!r}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the guest's command port closed")
+            self.buf += chunk
+
+    def check(self, command, timeout=120):
+        rc, out = self.run(command, timeout)
+        if rc != 0:
+            raise AssertionError(f"guest command '{command}' failed "
+                                 f"({rc}): {out}")
+        return out
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
+class HttpLoad:
+    """A client fetching the guest's page over and over, in a thread."""
+
+    def __init__(self, port, interval=0.05):
+        self.url = f"http://127.0.0.1:{port}/index.html"
+        self.interval = interval
+        self.ok = 0
+        self.failed = 0
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop_flag.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    if r.status == 200 and b"COLO test guest" in r.read():
+                        self.ok += 1
+                    else:
+                        self.failed += 1
+            except OSError:
+                self.failed += 1
+            self.stop_flag.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(30)
+
+
+def event_time(event):
+    ts = event["timestamp"]
+    return ts["seconds"] + ts["microseconds"] / 1e6
+
+
+def http_get(port):
+    url = f"http://127.0.0.1:{port}/index.html"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read().decode()
+    if r.status != 200 or "COLO test guest" not in body:
+        raise AssertionError(f"bad answer from the guest: {r.status}")
+
+
+class ColoPair:
+    """Both sides of one COLO pair, from start to a failover."""
+
+    def __init__(self, name, machine="pc", nic="e1000", multifd=False,
+                 verify=True, start="after", delay_ms=200, mem="256"):
+        assert start in ("before", "during", "after")
+        self.name = name
+        self.machine = machine
+        self.nic = nic
+        self.multifd = multifd
+        self.verify = verify
+        self.start = start
+        self.delay_ms = delay_ms
+        self.mem = mem
+        self.tmp = None
+        self.ports = {}
+        self.pri = self.sec = None
+        self.shells = {}
+        self.pauses = []            # the PVM's pauses, in seconds
+        self.mismatches = []        # (side, COLO_VERIFY_MISMATCH data)
+        self._stopped_at = None
+
+    # --- set-up ----------------------------------------------------------
+
+    def _images(self):
+        p = {n: os.path.join(self.tmp, n) for n in
+             ("primary.raw", "secondary.raw", "active.qcow2", "hidden.qcow2")}
+        for n in ("primary.raw", "secondary.raw"):
+            with open(p[n], "wb") as f:
+                f.truncate(DISK_SIZE)
+        for n in ("active.qcow2", "hidden.qcow2"):
+            run([env_path("QEMU_IMG"), "create", "-f", "qcow2", p[n],
+                 str(DISK_SIZE)])
+        return p
+
+    def _nic(self, side):
+        model = {"e1000": "e1000", "virtio": "virtio-net-pci"}[self.nic]
+        http, shell = self.ports[f"{side}-http"], self.ports[f"{side}-shell"]
+        self.shells[side] = GuestShell(shell)
+        return ["-netdev", f"user,id=n0,net=10.0.2.0/24,"
+                           f"hostfwd=tcp:127.0.0.1:{http}-:80,"
+                           f"hostfwd=tcp:127.0.0.1:{shell}-:2323",
+                "-device", f"{model},netdev=n0"]
+
+    def _common(self):
+        return ["-device", "virtio-blk-pci,drive=colo-disk0,id=disk0"]
+
+    def _secondary_args(self, img):
+        return self._common() + [
+            "-drive", "if=none,id=parent0,driver=raw,"
+                      f"file.filename={img['secondary.raw']}",
+            "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
+                      "top-id=colo-disk0,file.driver=qcow2,"
+                      "file.node-name=active0,"
+                      f"file.file.filename={img['active.qcow2']},"
+                      "file.backing.driver=qcow2,"
+                      "file.backing.node-name=hidden0,"
+                      f"file.backing.file.filename={img['hidden.qcow2']},"
+                      "file.backing.backing=parent0",
+            "-drive", "if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,"
+                      "vote-threshold=1,children.0=childs0",
+            "-incoming", "defer"]
+
+    def _primary_args(self, img):
+        args = self._common() + [
+            "-drive", "if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,"
+                      "vote-threshold=1,children.0.driver=raw,"
+                      f"children.0.file.filename={img['primary.raw']}"]
+        if self.start == "before":
+            args.append("-S")
+        return args
+
+    def __enter__(self):
+        self.tmp = os.path.join("/tmp", f"colo-pair-{os.getpid()}-{self.name}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        img = self._images()
+        names = ("migration", "nbd", "primary-http", "secondary-http",
+                 "primary-shell", "secondary-shell")
+        self.ports = dict(zip(names, free_ports(len(names))))
+        self.sec = LinuxGuest("secondary", self._nic("secondary"),
+                              machine=self.machine, mem=self.mem,
+                              extra_args=self._secondary_args(img))
+        self.pri = LinuxGuest("primary", self._nic("primary"),
+                              machine=self.machine, mem=self.mem,
+                              extra_args=self._primary_args(img))
+        try:
+            self.sec.__enter__()
+            try:
+                self.pri.__enter__()
+            except BaseException:
+                self.sec.__exit__(None, None, None)
+                raise
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        for shell in self.shells.values():
+            shell.close()
+        for g in (self.pri, self.sec):
+            try:
+                g.vm.kill()
+            except Exception:
+                pass
+            if exc_type:
+                # What QEMU itself said: an abort, an error, a crash.
+                log(f"--- {g.vm._name} QEMU output ---\n"
+                    f"{(g.vm.get_log() or '')[-3000:]}"
+                    f"(exit code {g.vm.exitcode()})")
+            try:
+                g.__exit__(None, None, None)
+            except Exception:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    def _caps(self, vm):
+        caps = ["x-colo", "return-path"]
+        if self.multifd:
+            caps.append("multifd")
+        if self.verify:
+            caps.append("colo-verify")
+        vm.cmd("migrate-set-capabilities", capabilities=[
+            {"capability": c, "state": True} for c in caps])
+        if self.multifd:
+            vm.cmd("migrate-set-parameters", **{"multifd-channels": 2})
+
+    def start_colo(self):
+        """The documented bring-up, secondary first, at the chosen moment."""
+        pri, sec = self.pri.vm, self.sec.vm
+        if self.start == "during":
+            time.sleep(3)
+            booted = "COLO-GUEST-READY" in self.pri.console()
+            log(f"{self.name}: COLO starts {'after' if booted else 'during'}"
+                " the guest's boot")
+        elif self.start == "after":
+            self.pri.wait_ready()
+
+        self._caps(sec)
+        export_secondary_disk(sec, self.ports["nbd"])
+        sec.cmd("migrate-incoming",
+                uri=f"tcp:127.0.0.1:{self.ports['migration']}")
+
+        attach_replication(pri, self.ports["nbd"])
+        self._caps(pri)
+        pri.cmd("migrate-set-parameters",
+                **{"x-checkpoint-delay": self.delay_ms})
+        pri.cmd("migrate", uri=f"tcp:127.0.0.1:{self.ports['migration']}")
+        wait_until("COLO on both sides", lambda:
+                   pri.cmd("query-colo-status")["mode"] == "primary" and
+                   sec.cmd("query-colo-status")["mode"] == "secondary")
+
+    # --- while COLO runs -------------------------------------------------
+
+    def verified(self, vm):
+        status = vm.cmd("query-colo-status")
+        return (status.get("verified-checkpoints", 0),
+                status.get("verify-mismatches", 0))
+
+    def wait_verified(self, count, timeout=600):
+        """Until the secondary has verified @count checkpoints in all."""
+        wait_until(f"{count} verified checkpoints",
+                   lambda: self.verified(self.sec.vm)[0] >= count, timeout)
+
+    def poll_events(self):
+        """Collect what both QEMUs reported since the last call: the PVM's
+        pauses (STOP to RESUME) and any verification mismatch."""
+        for side, g in (("primary", self.pri), ("secondary", self.sec)):
+            for e in g.vm.get_qmp_events(wait=False):
+                if e["event"] == "COLO_VERIFY_MISMATCH":
+                    self.mismatches.append((side, e["data"]))
+                elif side != "primary":
+                    continue
+                elif e["event"] == "STOP":
+                    self._stopped_at = event_time(e)
+                elif e["event"] == "RESUME" and self._stopped_at:
+                    self.pauses.append(event_time(e) - self._stopped_at)
+                    self._stopped_at = None
+
+    def alarms(self):
+        """Kernel complaints on either guest's console."""
+        return {side: console_alarms(g.console())
+                for side, g in (("primary", self.pri),
+                                ("secondary", self.sec))}
+
+    # --- failover --------------------------------------------------------
+
+    def fail_over(self, lose):
+        """Kill one side; the other carries on alone, as documented."""
+        lost, survivor = ((self.pri, self.sec) if lose == "primary"
+                          else (self.sec, self.pri))
+        lost.vm.kill()
+        survivor.vm.event_wait("COLO_EXIT", timeout=60)
+        if survivor.vm.cmd("query-colo-status")["mode"] != "none":
+            # A side that waits for the decision: this test decides.
+            survivor.vm.cmd("yank", instances=[{"type": "migration"}])
+            survivor.vm.cmd("x-colo-lost-heartbeat")
+        wait_until("the survivor out of COLO", lambda:
+                   survivor.vm.cmd("query-colo-status")["mode"] == "none",
+                   timeout=60)
+        if lose == "secondary":
+            survivor.vm.cmd("x-blockdev-change", parent="colo-disk0",
+                            child="children.1")
+            out = hmp(survivor.vm, "drive_del replication0")
+            if out.strip():
+                raise AssertionError(f"drive_del: {out}")
+        else:
+            survivor.vm.cmd("nbd-server-stop")
+        wait_until("the survivor running", lambda:
+                   survivor.vm.cmd("query-status")["status"] == "running",
+                   timeout=60)
+        return survivor
+
+    def http_port(self, side):
+        return self.ports[f"{side}-http"]
