@@ -2,7 +2,7 @@
 """A long run of the Linux test guest under COLO: make soak.
 
     soak.py BUILD [--minutes N] [--delay-ms N] [--machine pc|q35]
-                  [--nic e1000|virtio] [--multifd]
+                  [--nic e1000|virtio] [--multifd] [--consoles DIR]
 
 COLO starts before the guest boots, as the user guide does it, with the
 colo-verify capability on; the guest writes records to its replicated
@@ -12,6 +12,9 @@ PVM's pause (median, 99th percentile, maximum, from its STOP and RESUME
 events), digest mismatches, kernel complaints on either console, and
 both QEMUs' resident memory.  At the end the primary is killed and the
 secondary must carry on with a healthy guest.
+
+With --consoles, both guests' serial consoles are copied into DIR at the
+end, for a closer look at any complaint.
 
 Goals, checked at the end (exit status 1 if one is missed): no digest
 mismatch, no kernel complaint, a healthy survivor, and each QEMU's RSS
@@ -62,6 +65,7 @@ def main(argv):
     ap.add_argument("--machine", default="pc")
     ap.add_argument("--nic", default="e1000")
     ap.add_argument("--multifd", action="store_true")
+    ap.add_argument("--consoles", metavar="DIR")
     args = ap.parse_args(argv[1:])
     standalone.prepare(args.build)
 
@@ -117,6 +121,12 @@ def main(argv):
         shell.check("colo-workload stop")
         disk = shell.check("colo-workload check").strip()
         alarms["secondary"] += console_alarms(pair.sec.console())
+        if args.consoles:
+            os.makedirs(args.consoles, exist_ok=True)
+            for side, g in (("primary", pair.pri), ("secondary", pair.sec)):
+                with open(os.path.join(args.consoles, f"{side}.log"),
+                          "w") as f:
+                    f.write(g.console())
 
     log("")
     log(f"checkpoints verified: {checked} (the primary counted "
