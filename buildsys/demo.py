@@ -11,12 +11,18 @@ As root, the demo runs the whole thing: both QEMUs on tap devices in a
 network namespace it creates (and removes), with the network proxy
 (filter-mirror, filter-redirector, colo-compare, filter-rewriter).  A
 client opens a TCP connection to the guest's echo server, COLO compares
-the two guests' answers, then the primary is killed: the secondary takes
-over by itself and the same TCP connection carries on.
+the two guests' answers, then the primary is killed.  The secondary
+reports the loss and waits, as COLO always does (it cannot tell a dead
+primary from a broken link); the demo then plays the cluster manager that
+decides: it yanks the migration connection and sends x-colo-lost-heartbeat,
+the secondary takes over, and the same TCP connection carries on.
+(colo-auto-failover would have the secondary go on by itself, at the risk
+of two live copies after a mere network partition; the demo does not use
+it.)
 
 Without root (no namespaces), it uses user-mode networking instead: it
-fetches a page from the primary, kills the primary, and fetches the same
-page from the secondary.
+fetches a page from the primary, kills the primary, decides for the
+secondary, and fetches the same page from the secondary.
 """
 
 import os
@@ -88,6 +94,16 @@ def colo_caps(vm):
     vm.cmd("migrate-set-capabilities", capabilities=[
         {"capability": "x-colo", "state": True},
         {"capability": "return-path", "state": True}])
+
+
+def decide(vm, event):
+    """Play the cluster manager for a secondary that lost its primary."""
+    say(f"secondary reports the loss: {event['data']}; it waits, its VM "
+        f"stopped: {vm.cmd('query-colo-status')}")
+    say("deciding for the secondary, as a cluster manager would: yank, then "
+        "x-colo-lost-heartbeat")
+    harness.decide_failover(vm)
+    say(f"secondary runs alone: {vm.cmd('query-colo-status')}")
 
 
 def count_events(vm, name):
@@ -162,8 +178,8 @@ def network_demo():
                 ns.ip("link", "delete", "tap-p")
                 ns.ip("link", "set", "tap-s", "master", "br0")
                 event = sec.vm.event_wait("COLO_EXIT", timeout=60)
-                say(f"secondary took over by itself: {event['data']}; "
-                    "its tap now sits where the primary's was")
+                decide(sec.vm, event)
+                say("the secondary's tap now sits where the primary's was")
                 client.do("echo demo still-there", retry_for=60)
                 client.do("http")
                 say("client: the same TCP connection echoes again, now from "
@@ -216,7 +232,7 @@ def main():
         primary.kill()
         primary = None
         event = secondary.event_wait("COLO_EXIT", timeout=60)
-        say(f"secondary took over by itself: {event['data']}")
+        decide(secondary, event)
         status, body = fetch(sec_http)
         say(f"secondary answers HTTP {status}: {body}")
         say("done: the guest outlived its first host")

@@ -95,6 +95,20 @@ bool colo_failover_request(Error **errp)
     return true;
 }
 
+void colo_failover_unblock(void)
+{
+    ColoFailoverWakeFn *wake;
+    void *opaque;
+
+    WITH_QEMU_LOCK_GUARD(&failover.lock) {
+        wake = failover.wake;
+        opaque = failover.wake_opaque;
+    }
+    if (wake) {
+        wake(opaque);
+    }
+}
+
 bool colo_failover_pending(void)
 {
     QEMU_LOCK_GUARD(&failover.lock);

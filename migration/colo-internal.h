@@ -19,11 +19,10 @@
 #define COLO_MAX_DEVICE_STATE (256 * MiB)
 
 /*
- * A peer that moves no byte for this long while we wait on it is lost.
- * Heartbeats keep an idle but healthy primary well inside it.
+ * How often a side that is alive but has nothing to say sends a heartbeat;
+ * far inside the colo-peer-timeout parameter (at least 500 ms).
  */
-#define COLO_PEER_TIMEOUT_MS 10000
-#define COLO_HEARTBEAT_MS 1000
+#define COLO_HEARTBEAT_MS 250
 
 /* --- colo.c: the COLO mode and its exit ------------------------------- */
 
@@ -31,17 +30,24 @@
 void colo_mode_enter(COLOMode mode);
 /*
  * This process leaves COLO: emits COLO_EXIT with the reason recorded by
- * colo_request_failover() and makes query-colo-status report it.
+ * colo_request_failover() (unless colo_await_decision() already did) and
+ * makes query-colo-status report it.
  */
 void colo_mode_exit(void);
 COLOMode colo_current_mode(void);
 
 /*
- * A side's loop has ended, with @err if it failed.  Reports a failure that
- * is not the failover's own doing (the one place COLO errors are reported)
- * and turns it into a failover with reason error.  Takes @err.
+ * A side's loop has ended, with @err if it failed; returns once the side
+ * is to carry on alone.  A failure that is not the failover's own doing
+ * means the peer is lost (it died, hung, or sent what is not COLO): the
+ * side is frozen first (@freeze(@opaque), without the BQL: the VM stops,
+ * COLO I/O ends), the loss is reported (the one place COLO errors are),
+ * COLO_EXIT says "error", and unless colo-auto-failover is on the side
+ * waits for whoever decides, a person or a cluster manager, to send
+ * x-colo-lost-heartbeat.  Takes @err.
  */
-void colo_side_stopped(Error *err);
+void colo_await_decision(Error *err, void (*freeze)(void *opaque),
+                         void *opaque);
 
 /*
  * With the BQL, during a failover: stop replicating the disks and let the
@@ -83,8 +89,11 @@ typedef struct ColoWatchdog ColoWatchdog;
  * TCP socket; the other functions accept NULL and do nothing.
  */
 ColoWatchdog *colo_watchdog_start(QEMUFile *f);
-/* The side now waits on its peer: time out if the peer goes quiet. */
-void colo_watchdog_arm(ColoWatchdog *wd);
+/*
+ * The side now waits on its peer: the peer is lost if it goes quiet for
+ * colo-peer-timeout, or if @limit_ms (0 for none) pass however busy it is.
+ */
+void colo_watchdog_arm(ColoWatchdog *wd, uint32_t limit_ms);
 /* The side waits on nothing the peer owes it. */
 void colo_watchdog_disarm(ColoWatchdog *wd);
 void colo_watchdog_stop(ColoWatchdog *wd);

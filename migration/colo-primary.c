@@ -263,7 +263,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
     bool ok;
 
     trace_colo_checkpoint_begin(p->checkpoints + 1);
-    colo_watchdog_arm(p->watchdog);
+    colo_watchdog_arm(p->watchdog, migrate_colo_checkpoint_timeout());
     ok = colo_primary_handshake(p, errp) &&
          colo_primary_stop_vm(p, errp) &&
          colo_primary_save(p, errp) &&
@@ -279,7 +279,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
                                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start,
                                   device_bytes);
     }
-    /* On failure the VM is restarted by the failover that follows. */
+    /* On failure the VM stays stopped until a failover restarts it. */
     colo_primary_drop_checkpoint_state(p);
     return ok;
 }
@@ -290,7 +290,7 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
 {
     ERRP_GUARD();
 
-    colo_watchdog_arm(p->watchdog);
+    colo_watchdog_arm(p->watchdog, migrate_colo_checkpoint_timeout());
     if (!colo_receive_message(p->from_svm, COLO_MESSAGE_CHECKPOINT_READY,
                               errp)) {
         return false;
@@ -346,6 +346,28 @@ static void colo_primary_take_over(ColoPrimary *p)
     colo_failover_finish();
 }
 
+/*
+ * The secondary is lost: freeze this side until someone decides.  The PVM
+ * stops, so that nothing it does meanwhile (output, disk writes) has to be
+ * accounted for if the secondary is chosen to go on; the connection is
+ * shut down, so that a secondary that is alive after all sees the loss too.
+ */
+static void colo_primary_freeze(void *opaque)
+{
+    ColoPrimary *p = opaque;
+
+    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
+        if (p->io_open) {
+            qemu_file_shutdown(p->to_svm);
+        }
+    }
+    BQL_LOCK_GUARD();
+    timer_del(p->timer);
+    if (runstate_is_running()) {
+        vm_stop_force_state(RUN_STATE_COLO);
+    }
+}
+
 static void colo_primary_run(ColoPrimary *p)
 {
     Error *err = NULL;
@@ -353,10 +375,10 @@ static void colo_primary_run(ColoPrimary *p)
     if (colo_primary_start(p, &err)) {
         colo_primary_loop(p, &err);
     }
-    colo_side_stopped(err);
     /* Nothing is owed by the peer any more. */
     colo_watchdog_stop(p->watchdog);
     p->watchdog = NULL;
+    colo_await_decision(err, colo_primary_freeze, p);
     colo_primary_take_over(p);
 }
 
@@ -378,6 +400,11 @@ static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
         p->io_open = true;
     }
     p->timer = timer_new_ms(QEMU_CLOCK_HOST, colo_primary_timer_fired, p);
+    /*
+     * The first migration left the PVM stopped: from here on it is COLO's
+     * to restart, when the secondary is ready or at a failover.
+     */
+    runstate_set(RUN_STATE_COLO);
     colo_mode_enter(COLO_MODE_PRIMARY);
     colo_failover_reset(colo_primary_unblock, p);
     p->watchdog = colo_watchdog_start(p->to_svm);

@@ -347,10 +347,15 @@ static void colo_secondary_setup(ColoSecondary *sec)
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         sec->io_open = true;
     }
+    /* Loaded, not started: from here on COLO restarts the SVM. */
+    bql_lock();
+    runstate_set(RUN_STATE_COLO);
+    bql_unlock();
     colo_mode_enter(COLO_MODE_SECONDARY);
     colo_failover_reset(colo_secondary_unblock, sec);
     sec->watchdog = colo_watchdog_start(sec->from_pvm);
-    colo_watchdog_arm(sec->watchdog);
+    /* The primary owes heartbeats at all times, but no deadline. */
+    colo_watchdog_arm(sec->watchdog, 0);
 }
 
 static void colo_secondary_teardown(ColoSecondary *sec)
@@ -364,6 +369,27 @@ static void colo_secondary_teardown(ColoSecondary *sec)
     colo_mode_exit();
 }
 
+/*
+ * The primary is lost: freeze this side until someone decides.  The SVM
+ * stops (its output was never visible, and a stopped SVM cannot be taken
+ * for a second live copy); the connection is shut down, so that a primary
+ * that is alive after all sees the loss too.
+ */
+static void colo_secondary_freeze(void *opaque)
+{
+    ColoSecondary *sec = opaque;
+
+    WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
+        if (sec->io_open) {
+            qemu_file_shutdown(sec->from_pvm);
+        }
+    }
+    BQL_LOCK_GUARD();
+    if (runstate_is_running()) {
+        vm_stop_force_state(RUN_STATE_COLO);
+    }
+}
+
 static void *colo_secondary_thread(void *opaque)
 {
     ColoSecondary *sec = opaque;
@@ -374,10 +400,10 @@ static void *colo_secondary_thread(void *opaque)
     if (colo_secondary_start(sec, &err)) {
         colo_secondary_loop(sec, &err);
     }
-    colo_side_stopped(err);
     /* Nothing is owed by the peer any more. */
     colo_watchdog_stop(sec->watchdog);
     sec->watchdog = NULL;
+    colo_await_decision(err, colo_secondary_freeze, sec);
     colo_secondary_take_over(sec);
     colo_secondary_teardown(sec);
     rcu_unregister_thread();

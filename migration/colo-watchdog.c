@@ -5,9 +5,11 @@
  * not: its kernel goes on acknowledging what we send.  So while a side
  * waits on its peer, the watchdog samples the kernel's byte counters of the
  * migration socket (bytes received plus bytes the peer acknowledged).  When
- * neither moves for COLO_PEER_TIMEOUT_MS, the peer is declared lost and a
- * failover with reason "error" is requested; that unblocks the side's I/O.
- * The primary sends heartbeats while no checkpoint is due, so the secondary
+ * neither moves for the colo-peer-timeout parameter, or a wait with a
+ * deadline (a checkpoint, colo-checkpoint-timeout) outlasts it however
+ * much moves, the peer is declared lost: the watchdog cuts the side's I/O
+ * short, and the side reports the loss and waits for a decision.  The
+ * primary sends heartbeats while no checkpoint is due, so the secondary
  * always expects traffic.
  *
  * The watchdog has its own thread: the side may be blocked on the peer
@@ -23,6 +25,8 @@
 #include "qemu/timer.h"
 #include "io/channel-socket.h"
 #include "io/channel-tls.h"
+#include "migration/failover.h"
+#include "options.h"
 #include "colo-internal.h"
 #include "trace.h"
 
@@ -51,6 +55,7 @@ struct ColoWatchdog {
     QemuSemaphore stop;
     int fd;                     /* the TCP socket under the migration stream */
     int64_t armed_since;        /* atomic; 0 while the side is not waiting */
+    int64_t deadline;           /* atomic; 0 for none, else a realtime ms */
 };
 
 /* The socket under @ioc, looking through TLS; -1 if it is not a socket. */
@@ -84,6 +89,14 @@ static bool colo_watchdog_sample(int fd, uint64_t *bytes)
 #endif
 }
 
+/* The peer is lost: say why, and cut the side's I/O short. */
+static void colo_watchdog_fire(const char *why, int64_t ms)
+{
+    trace_colo_watchdog_peer_lost(why, ms);
+    error_report("COLO: %s for %" PRId64 " ms; the peer is lost", why, ms);
+    colo_failover_unblock();
+}
+
 static void *colo_watchdog_thread(void *opaque)
 {
     ColoWatchdog *wd = opaque;
@@ -93,7 +106,12 @@ static void *colo_watchdog_thread(void *opaque)
     while (qemu_sem_timedwait(&wd->stop, COLO_WATCHDOG_TICK_MS) != 0) {
         int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
         int64_t armed = qatomic_read(&wd->armed_since);
+        int64_t deadline = qatomic_read(&wd->deadline);
 
+        if (armed && deadline && now >= deadline) {
+            colo_watchdog_fire("a checkpoint has not completed", now - armed);
+            break;
+        }
         if (!colo_watchdog_sample(wd->fd, &now_bytes)) {
             continue;
         }
@@ -102,15 +120,11 @@ static void *colo_watchdog_thread(void *opaque)
             last_change = now;
             continue;
         }
-        if (!armed) {
-            continue;
-        }
         /* Waiting counts only from when the side began to wait. */
-        if (now - MAX(last_change, armed) >= COLO_PEER_TIMEOUT_MS) {
-            trace_colo_watchdog_peer_lost(now - MAX(last_change, armed));
-            error_report("COLO: no sign of life from the peer for %d s",
-                         COLO_PEER_TIMEOUT_MS / 1000);
-            colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+        if (armed &&
+            now - MAX(last_change, armed) >= migrate_colo_peer_timeout()) {
+            colo_watchdog_fire("no sign of life from the peer",
+                               now - MAX(last_change, armed));
             break;
         }
     }
@@ -136,11 +150,13 @@ ColoWatchdog *colo_watchdog_start(QEMUFile *f)
     return wd;
 }
 
-void colo_watchdog_arm(ColoWatchdog *wd)
+void colo_watchdog_arm(ColoWatchdog *wd, uint32_t limit_ms)
 {
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
     if (wd) {
-        qatomic_set(&wd->armed_since,
-                    qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
+        qatomic_set(&wd->deadline, limit_ms ? now + limit_ms : 0);
+        qatomic_set(&wd->armed_since, now);
     }
 }
 
@@ -148,6 +164,7 @@ void colo_watchdog_disarm(ColoWatchdog *wd)
 {
     if (wd) {
         qatomic_set(&wd->armed_since, 0);
+        qatomic_set(&wd->deadline, 0);
     }
 }
 

@@ -33,16 +33,19 @@
  */
 static struct {
     QemuMutex lock;
+    QemuCond decided;       /* signalled when @pending is set */
     /* Guarded by @lock. */
     COLOMode mode;          /* COLO_MODE_NONE outside COLO */
     COLOMode last_mode;     /* the mode of the session that ended last */
     COLOExitReason pending; /* why a failover was asked for, or none */
     COLOExitReason exited;  /* what the last COLO_EXIT said */
+    bool peer_lost;         /* COLO_EXIT went out; the side awaits a decision */
 } colo;
 
 static void __attribute__((constructor)) colo_state_init(void)
 {
     qemu_mutex_init(&colo.lock);
+    qemu_cond_init(&colo.decided);
 }
 
 void colo_mode_enter(COLOMode mode)
@@ -53,6 +56,7 @@ void colo_mode_enter(COLOMode mode)
         colo.mode = mode;
         colo.pending = COLO_EXIT_REASON_NONE;
         colo.exited = COLO_EXIT_REASON_NONE;
+        colo.peer_lost = false;
     }
     colo_verify_session_start();
     trace_colo_mode_enter(COLOMode_str(mode));
@@ -62,6 +66,7 @@ void colo_mode_exit(void)
 {
     COLOMode mode;
     COLOExitReason reason;
+    bool reported;
 
     WITH_QEMU_LOCK_GUARD(&colo.lock) {
         mode = colo.mode;
@@ -70,13 +75,18 @@ void colo_mode_exit(void)
         reason = colo.pending;
         assert(reason == COLO_EXIT_REASON_REQUEST ||
                reason == COLO_EXIT_REASON_ERROR);
+        reported = colo.peer_lost;
         colo.last_mode = mode;
         colo.mode = COLO_MODE_NONE;
         colo.exited = reason;
         colo.pending = COLO_EXIT_REASON_NONE;
+        colo.peer_lost = false;
     }
     trace_colo_mode_exit(COLOMode_str(mode), COLOExitReason_str(reason));
-    qapi_event_send_colo_exit(mode, reason);
+    /* A lost peer was reported when it was lost: one COLO_EXIT a session. */
+    if (!reported) {
+        qapi_event_send_colo_exit(mode, reason);
+    }
 }
 
 COLOMode colo_current_mode(void)
@@ -101,11 +111,15 @@ bool colo_request_failover(COLOExitReason why, Error **errp)
         return false;
     }
     colo.pending = why;
+    qemu_cond_broadcast(&colo.decided);
     return true;
 }
 
-void colo_side_stopped(Error *err)
+void colo_await_decision(Error *err, void (*freeze)(void *opaque),
+                         void *opaque)
 {
+    COLOMode mode;
+
     if (!err) {
         return;
     }
@@ -114,8 +128,29 @@ void colo_side_stopped(Error *err)
         error_free(err);
         return;
     }
+    freeze(opaque);
     error_report_err(err);
-    colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+    WITH_QEMU_LOCK_GUARD(&colo.lock) {
+        mode = colo.mode;
+        colo.peer_lost = true;
+    }
+    trace_colo_peer_lost(COLOMode_str(mode));
+    qapi_event_send_colo_exit(mode, COLO_EXIT_REASON_ERROR);
+
+    if (migrate_colo_auto_failover()) {
+        /* The user chose to go on alone, split brain or not. */
+        colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
+        return;
+    }
+    /*
+     * Either side may be the one that lost touch; only someone who sees
+     * both can tell which should go on.  Wait for x-colo-lost-heartbeat.
+     */
+    WITH_QEMU_LOCK_GUARD(&colo.lock) {
+        while (colo.pending == COLO_EXIT_REASON_NONE) {
+            qemu_cond_wait(&colo.decided, &colo.lock);
+        }
+    }
 }
 
 void colo_run_alone_locked(void)
@@ -144,8 +179,13 @@ COLOStatus *qmp_query_colo_status(Error **errp)
     if (colo.mode != COLO_MODE_NONE) {
         s->mode = colo.mode;
         s->last_mode = colo.mode;
-        s->reason = colo_failover_pending() ? COLO_EXIT_REASON_PROCESSING :
-                                              COLO_EXIT_REASON_NONE;
+        if (colo_failover_pending()) {
+            s->reason = COLO_EXIT_REASON_PROCESSING;
+        } else if (colo.peer_lost) {
+            s->reason = COLO_EXIT_REASON_PEER_LOST;
+        } else {
+            s->reason = COLO_EXIT_REASON_NONE;
+        }
     } else {
         s->mode = COLO_MODE_NONE;
         s->last_mode = colo.last_mode;
@@ -212,6 +252,32 @@ bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
         new_caps[MIGRATION_CAPABILITY_POSTCOPY_RAM]) {
         error_setg(errp, "COLO does not support postcopy");
         error_append_hint(errp, "Disable postcopy-ram or x-colo.\n");
+        return false;
+    }
+    return true;
+}
+
+bool colo_check_parameters(const MigrateSetParameters *p, Error **errp)
+{
+    const char *fixed = NULL;
+
+    if (colo_current_mode() == COLO_MODE_NONE) {
+        return true;
+    }
+    if (p->has_multifd_channels) {
+        fixed = "multifd-channels";
+    } else if (p->has_multifd_compression) {
+        fixed = "multifd-compression";
+    } else if (p->tls_creds || p->tls_hostname || p->tls_authz) {
+        fixed = "TLS parameters";
+    } else if (p->has_mode) {
+        fixed = "mode";
+    } else if (p->has_zero_page_detection) {
+        fixed = "zero-page-detection";
+    }
+    if (fixed) {
+        error_setg(errp, "The %s cannot change while COLO is running",
+                   fixed);
         return false;
     }
     return true;

@@ -32,6 +32,12 @@ void colo_shutdown(void);
 bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
                              Error **errp);
 
+/*
+ * Refuse changes to parameters the COLO channels were set up with (multifd,
+ * TLS, mode) while COLO runs.  Called by qmp_migrate_set_parameters().
+ */
+bool colo_check_parameters(const MigrateSetParameters *params, Error **errp);
+
 /* --- Primary (outgoing) side ------------------------------------------ */
 
 /* Refuse to start an x-colo migration with settings COLO cannot run. */

@@ -33,6 +33,12 @@ FailoverStatus colo_failover_state(void);
 /* Ask the current side to take over.  Refused unless the state is none. */
 bool colo_failover_request(Error **errp);
 
+/*
+ * Cut the current side's blocked I/O short without asking for a failover:
+ * its loop then fails and the side reports its peer lost.
+ */
+void colo_failover_unblock(void);
+
 /* A request is waiting or being handled. */
 bool colo_failover_pending(void);
 

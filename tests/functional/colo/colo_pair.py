@@ -20,9 +20,9 @@ import threading
 import time
 import urllib.request
 
-from harness import (LinuxGuest, attach_replication, env_path,
-                     export_secondary_disk, free_ports, hmp, log, run,
-                     wait_until)
+from harness import (LinuxGuest, attach_replication, decide_failover,
+                     env_path, export_secondary_disk, free_ports, hmp, log,
+                     run, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -337,18 +337,17 @@ class ColoPair:
     # --- failover --------------------------------------------------------
 
     def fail_over(self, lose):
-        """Kill one side; the other carries on alone, as documented."""
+        """Kill one side; the other reports it, waits, and carries on
+        alone when told to, as documented."""
         lost, survivor = ((self.pri, self.sec) if lose == "primary"
                           else (self.sec, self.pri))
         lost.vm.kill()
-        survivor.vm.event_wait("COLO_EXIT", timeout=60)
-        if survivor.vm.cmd("query-colo-status")["mode"] != "none":
-            # A side that waits for the decision: this test decides.
-            survivor.vm.cmd("yank", instances=[{"type": "migration"}])
-            survivor.vm.cmd("x-colo-lost-heartbeat")
-        wait_until("the survivor out of COLO", lambda:
-                   survivor.vm.cmd("query-colo-status")["mode"] == "none",
-                   timeout=60)
+        event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
+        assert event["data"]["reason"] == "error", event
+        # It waits for a decision; the test decides.
+        status = survivor.vm.cmd("query-colo-status")
+        assert status["reason"] == "peer-lost", status
+        decide_failover(survivor.vm)
         if lose == "secondary":
             survivor.vm.cmd("x-blockdev-change", parent="colo-disk0",
                             child="children.1")
@@ -357,9 +356,6 @@ class ColoPair:
                 raise AssertionError(f"drive_del: {out}")
         else:
             survivor.vm.cmd("nbd-server-stop")
-        wait_until("the survivor running", lambda:
-                   survivor.vm.cmd("query-status")["status"] == "running",
-                   timeout=60)
         return survivor
 
     def http_port(self, side):

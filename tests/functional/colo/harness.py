@@ -79,6 +79,20 @@ def hmp(vm, command):
     return vm.cmd("human-monitor-command", command_line=command)
 
 
+def decide_failover(vm, timeout=60):
+    """The documented decision for a side that lost its peer and waits:
+    yank the migration instance, then x-colo-lost-heartbeat.  Returns once
+    the side runs alone."""
+    status = vm.cmd("query-colo-status")
+    if status["mode"] != "none":
+        vm.cmd("yank", instances=[{"type": "migration"}])
+        vm.cmd("x-colo-lost-heartbeat")
+    wait_until("the side on its own", lambda:
+               vm.cmd("query-colo-status")["mode"] == "none", timeout)
+    wait_until("its VM running", lambda:
+               vm.cmd("query-status")["status"] == "running", timeout)
+
+
 def export_secondary_disk(sec, nbd_port):
     """Secondary side of disk replication: its disk, writable over NBD."""
     sec.cmd("nbd-server-start", addr={"type": "inet", "data": {

@@ -57,9 +57,9 @@ import sys
 import tempfile
 import time
 
-from harness import (LinuxGuest, attach_replication, env_path,
-                     export_secondary_disk, free_ports, hmp, log, run,
-                     wait_until)
+from harness import (LinuxGuest, attach_replication, decide_failover,
+                     env_path, export_secondary_disk, free_ports, hmp, log,
+                     run, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -261,10 +261,12 @@ def start_colo(pri, sec, ports):
 
 
 def wait_colo_exit(vm):
+    """@vm lost its peer: it reports it, waits, and is told to go on."""
     event = vm.event_wait("COLO_EXIT", timeout=60)
     assert event["data"]["reason"] == "error", event
     status = vm.cmd("query-colo-status")
-    assert status["mode"] == "none", status
+    assert status["reason"] == "peer-lost", status
+    decide_failover(vm)
 
 
 def assert_running(vm):

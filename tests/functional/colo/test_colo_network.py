@@ -19,11 +19,13 @@ checkpoint proves the secondary's RAM equal to the primary's.  The client
 talks to the guest's HTTP server and TCP echo server while COLO runs;
 every answer it gets has been matched by colo-compare against the
 secondary's.  Then one QEMU is killed:
-- primary lost: the secondary takes over; the test moves tap-s onto the
-  client's bridge, as a cluster manager would move the address, and the
-  echo connections opened before the failover carry on with the secondary;
-- secondary lost: the primary carries on alone, its filters and comparator
-  step aside, and the same connections carry on.
+- primary lost: the secondary reports it and waits; the test moves tap-s
+  onto the client's bridge and tells the secondary to go on (yank, then
+  x-colo-lost-heartbeat), as a cluster manager would, and the echo
+  connections opened before the failover carry on with the secondary;
+- secondary lost: the primary reports it and waits; told to go on, it
+  runs alone, its filters and comparator step aside, and the same
+  connections carry on.
 Neither guest's console may show a kernel complaint (BUG, Oops, panic...),
 and no checkpoint may have found the replica different.
 """
@@ -38,7 +40,8 @@ import time
 from colo_net import (GUEST_IP, Client, colo_caps, compare_counters,
                       primary_proxy, secondary_proxy, tap_nic)
 from colo_pair import console_alarms
-from harness import LinuxGuest, NetNamespace, log, require_netns
+from harness import (LinuxGuest, NetNamespace, decide_failover, log,
+                     require_netns)
 
 CHECKPOINT_DELAY_MS = 1000
 
@@ -126,6 +129,8 @@ def run_case(ns, lose, base_port):
                     ns.ip("link", "set", "tap-s", "master", "br0")
                 event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
                 assert event["data"]["reason"] == "error", event
+                # It waits for a decision, as a cluster manager would give.
+                decide_failover(survivor.vm)
 
                 # Connections opened under COLO carry on with the survivor.
                 client.do("echo early after-failover", retry_for=60)

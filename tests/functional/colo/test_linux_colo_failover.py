@@ -4,15 +4,16 @@
 Both QEMUs run on this host under TCG with user-mode networking that
 forwards a loopback port to the guest's web server.  The primary migrates
 the running guest with x-colo, COLO checkpoints it, then one side is killed
-without telling the other: the survivor must take over by itself (COLO_EXIT
-reason "error") and its guest must still answer HTTP.
+without telling the other.  The survivor reports it (COLO_EXIT reason
+"error") and waits, its VM stopped, until the documented procedure tells it
+to go on (yank, then x-colo-lost-heartbeat); then its guest must still
+answer HTTP.
 """
 
 import sys
-import time
 import urllib.request
 
-from harness import LinuxGuest, free_ports, log
+from harness import LinuxGuest, free_ports, log, wait_until
 
 CHECKPOINT_DELAY_MS = 500
 
@@ -28,14 +29,6 @@ def http_get(port):
     with urllib.request.urlopen(url, timeout=10) as r:
         body = r.read().decode()
     assert r.status == 200 and "COLO test guest" in body, (r.status, body)
-
-
-def wait_until(what, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 def colo_caps(vm):
@@ -74,10 +67,18 @@ def run_case(kill):
         event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
         assert event["data"]["reason"] == "error", event
         status = survivor.vm.cmd("query-colo-status")
-        assert status["mode"] == "none" and status["reason"] == "error", status
+        assert status["reason"] == "peer-lost", status
+        assert survivor.vm.cmd("query-status")["status"] == "colo"
+
+        survivor.vm.cmd("yank", instances=[{"type": "migration"}])
+        survivor.vm.cmd("x-colo-lost-heartbeat")
+        wait_until("the survivor on its own", lambda:
+                   survivor.vm.cmd("query-colo-status")["mode"] == "none")
+        status = survivor.vm.cmd("query-colo-status")
+        assert status["reason"] == "request", status
         http_get(port)
-        log(f"{kill} killed: the {event['data']['mode']} took over and "
-            "its guest answers")
+        log(f"{kill} killed: the {event['data']['mode']} reported it, "
+            "waited, took over when told to, and its guest answers")
 
 
 def main():

@@ -7,6 +7,12 @@
  * over and checks that the right COLO_EXIT comes out and that the survivor
  * keeps running.
  *
+ * A side that loses its peer must not go on by itself: it stops its VM,
+ * emits COLO_EXIT with reason error and waits in COLO (reason peer-lost)
+ * until x-colo-lost-heartbeat, which the tests send after a yank, as the
+ * documented procedure does.  Only with colo-auto-failover does it go on
+ * at once.
+ *
  * Every case runs with the colo-verify capability: each checkpoint compares
  * the secondary's RAM with the primary's, and a difference fails the test.
  *
@@ -28,8 +34,10 @@
 /* Generous: a 2-core host running two TCG guests. */
 #define COLO_WAIT_US (120 * G_USEC_PER_SEC)
 #define COLO_POLL_US (20 * 1000)
-/* How long a silent peer is given before COLO gives up on it. */
-#define COLO_PEER_TIMEOUT_US (10 * G_USEC_PER_SEC)
+/* How long a silent peer is given before COLO gives up on it, in tests. */
+#define COLO_PEER_TIMEOUT_MS 3000
+/* Long enough to tell a VM that runs from one that is stopped. */
+#define COLO_STOPPED_CHECK_US (2 * G_USEC_PER_SEC)
 
 static char *colo_tmpfs;
 
@@ -46,6 +54,8 @@ typedef struct {
     bool during_checkpoint; /* fail over while the secondary is stopped */
     bool hmp;               /* fail over through the human monitor */
     MemType mem_type;       /* what backs guest RAM */
+    bool auto_failover;     /* colo-auto-failover on both sides */
+    unsigned peer_timeout_ms;   /* colo-peer-timeout, 0 for the tests' */
 } ColoTestCase;
 
 /* What one VM's QMP events told us. */
@@ -185,7 +195,10 @@ static void colo_assert_status(QTestState *who, const char *mode,
     qobject_unref(rsp);
 }
 
-/* Both sides enter COLO a moment after the migration status says so. */
+/*
+ * Both sides enter COLO a moment after the migration status says so, and
+ * leave it a moment after a failover is asked for.
+ */
 static void colo_wait_mode(QTestState *who, const char *mode)
 {
     gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
@@ -195,7 +208,8 @@ static void colo_wait_mode(QTestState *who, const char *mode)
                                        "{ 'execute': 'query-colo-status' }");
         bool reached = g_str_equal(qdict_get_str(rsp, "mode"), mode);
 
-        if (reached) {
+        /* A session that has just begun has nothing to report yet. */
+        if (reached && !g_str_equal(mode, "none")) {
             g_assert_cmpstr(qdict_get_str(rsp, "reason"), ==, "none");
         }
         qobject_unref(rsp);
@@ -240,6 +254,48 @@ static void colo_lost_heartbeat(QTestState *who, bool hmp)
                              "{ 'execute': 'x-colo-lost-heartbeat' }");
 }
 
+/* The VM of @who makes no progress: COLO holds it stopped. */
+static void colo_assert_frozen(QTestState *who, const char *serial)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(who,
+                                              "{ 'execute': 'query-status' }");
+    unsigned before = colo_serial_passes(serial);
+
+    g_assert_cmpstr(qdict_get_str(rsp, "status"), ==, "colo");
+    qobject_unref(rsp);
+    g_usleep(COLO_STOPPED_CHECK_US);
+    g_assert_cmpuint(colo_serial_passes(serial), ==, before);
+}
+
+/*
+ * @who lost its peer: one COLO_EXIT with reason error, and it waits in
+ * COLO with its VM stopped.
+ */
+static void colo_assert_waiting(QTestState *who, ColoEvents *ev,
+                                const char *mode, const char *serial)
+{
+    colo_wait_exit(who, ev);
+    g_assert_cmpstr(ev->exit_mode, ==, mode);
+    g_assert_cmpstr(ev->exit_reason, ==, "error");
+    colo_assert_status(who, mode, mode, "peer-lost");
+    colo_assert_frozen(who, serial);
+    /* Still waiting: nothing but a decision moves it. */
+    colo_assert_status(who, mode, mode, "peer-lost");
+}
+
+/* The documented decision: yank, then x-colo-lost-heartbeat. */
+static void colo_decide(QTestState *who, const char *mode,
+                        const char *serial)
+{
+    qtest_qmp_assert_success(who, "{ 'exec-oob': 'yank', 'id': 'yank1', "
+                             "'arguments': { 'instances': "
+                             "[ { 'type': 'migration' } ] } }");
+    colo_lost_heartbeat(who, false);
+    colo_wait_mode(who, "none");
+    colo_assert_status(who, "none", mode, "request");
+    colo_assert_progress(serial);
+}
+
 /* Start both VMs, ready to migrate with x-colo. */
 static void colo_prepare(const ColoTestCase *tc, QTestState **from,
                          QTestState **to, ColoEvents *src_ev,
@@ -272,6 +328,14 @@ static void colo_prepare(const ColoTestCase *tc, QTestState **from,
     if (tc->multifd) {
         migrate_set_parameter_int(*from, "multifd-channels", 4);
         migrate_set_parameter_int(*to, "multifd-channels", 4);
+    }
+    for (int i = 0; i < 2; i++) {
+        QTestState *side = i ? *to : *from;
+
+        migrate_set_parameter_int(side, "colo-peer-timeout",
+                                  tc->peer_timeout_ms ?: COLO_PEER_TIMEOUT_MS);
+        migrate_set_parameter_bool(side, "colo-auto-failover",
+                                   tc->auto_failover);
     }
     migrate_incoming_qmp(*to, "tcp:127.0.0.1:0", NULL, "{}");
     migrate_set_parameter_int(*from, "x-checkpoint-delay",
@@ -308,7 +372,7 @@ static void colo_test_failover(const void *opaque)
     ColoEvents src_ev = { 0 }, dst_ev = { 0 };
     QTestState *from, *to, *survivor, *lost;
     ColoEvents *survivor_ev, *lost_ev;
-    const char *survivor_mode, *lost_mode, *survivor_serial;
+    const char *survivor_mode, *lost_mode, *survivor_serial, *lost_serial;
 
     colo_start(tc, &from, &to, &src_ev, &dst_ev);
 
@@ -326,12 +390,12 @@ static void colo_test_failover(const void *opaque)
         survivor = from, lost = to;
         survivor_ev = &src_ev, lost_ev = &dst_ev;
         survivor_mode = "primary", lost_mode = "secondary";
-        survivor_serial = "src_serial";
+        survivor_serial = "src_serial", lost_serial = "dest_serial";
     } else {
         survivor = to, lost = from;
         survivor_ev = &dst_ev, lost_ev = &src_ev;
         survivor_mode = "secondary", lost_mode = "primary";
-        survivor_serial = "dest_serial";
+        survivor_serial = "dest_serial", lost_serial = "src_serial";
     }
 
     if (tc->during_checkpoint) {
@@ -344,33 +408,37 @@ static void colo_test_failover(const void *opaque)
     g_assert_cmpstr(survivor_ev->exit_reason, ==, "request");
     colo_assert_status(survivor, "none", survivor_mode, "request");
 
-    /* The other side lost its peer in turn and carries on too. */
-    colo_wait_exit(lost, lost_ev);
-    g_assert_cmpstr(lost_ev->exit_mode, ==, lost_mode);
-    g_assert_cmpstr(lost_ev->exit_reason, ==, "error");
+    /*
+     * The other side lost its peer in turn.  Nobody told it to go on, so
+     * it waits with its VM stopped: one guest runs, not two.
+     */
+    colo_assert_waiting(lost, lost_ev, lost_mode, lost_serial);
 
     colo_assert_progress(survivor_serial);
     colo_assert_progress(survivor_serial);
     colo_assert_heartbeat_refused(survivor, "VM is not in COLO mode");
 
     /*
-     * Whichever side survived, the secondary's RAM must be one the guest
-     * could have produced: a checkpoint plus its own run, never a mix of
-     * pages from different moments.
+     * A surviving secondary's RAM must be one the guest could have
+     * produced: a checkpoint plus its own run, never a mix of pages from
+     * different moments.  (A waiting one is stopped: nothing to check.)
      */
-    migrate_end(from, to, true);
+    migrate_end(from, to, tc->survivor == COLO_FAIL_SECONDARY);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
 }
 
-/* A peer that dies ends COLO with reason error; the survivor runs on. */
+/*
+ * A peer that dies: the survivor reports it (COLO_EXIT, reason error) and
+ * waits until told to go on; with colo-auto-failover it goes on at once.
+ */
 static void colo_test_peer_killed(const void *opaque)
 {
     const ColoTestCase *tc = opaque;
     ColoEvents src_ev = { 0 }, dst_ev = { 0 };
     QTestState *from, *to, *survivor;
     ColoEvents *survivor_ev;
-    const char *survivor_serial;
+    const char *survivor_mode, *survivor_serial;
 
     colo_start(tc, &from, &to, &src_ev, &dst_ev);
     colo_wait_checkpoint(to, &dst_ev);
@@ -378,16 +446,24 @@ static void colo_test_peer_killed(const void *opaque)
     if (tc->survivor == COLO_FAIL_PRIMARY) {
         qtest_kill_qemu(to);
         survivor = from, survivor_ev = &src_ev;
-        survivor_serial = "src_serial";
+        survivor_mode = "primary", survivor_serial = "src_serial";
     } else {
         qtest_kill_qemu(from);
         survivor = to, survivor_ev = &dst_ev;
-        survivor_serial = "dest_serial";
+        survivor_mode = "secondary", survivor_serial = "dest_serial";
     }
 
-    colo_wait_exit(survivor, survivor_ev);
-    g_assert_cmpstr(survivor_ev->exit_reason, ==, "error");
-    colo_assert_progress(survivor_serial);
+    if (tc->auto_failover) {
+        colo_wait_exit(survivor, survivor_ev);
+        g_assert_cmpstr(survivor_ev->exit_reason, ==, "error");
+        colo_wait_mode(survivor, "none");
+        colo_assert_status(survivor, "none", survivor_mode, "error");
+        colo_assert_progress(survivor_serial);
+    } else {
+        colo_assert_waiting(survivor, survivor_ev, survivor_mode,
+                            survivor_serial);
+        colo_decide(survivor, survivor_mode, survivor_serial);
+    }
 
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
@@ -396,8 +472,8 @@ static void colo_test_peer_killed(const void *opaque)
 
 /*
  * A peer that hangs (its process is stopped, its kernel keeps the
- * connection up) is noticed; COLO ends with reason error, the survivor
- * runs on and answers QMP throughout.
+ * connection up) is noticed after colo-peer-timeout; the survivor reports
+ * it, waits, answers QMP throughout, and goes on when told to.
  */
 static void colo_test_peer_hung(const void *opaque)
 {
@@ -405,23 +481,25 @@ static void colo_test_peer_hung(const void *opaque)
     ColoEvents src_ev = { 0 }, dst_ev = { 0 };
     QTestState *from, *to, *survivor, *hung;
     ColoEvents *survivor_ev;
-    const char *survivor_serial;
+    const char *survivor_mode, *survivor_serial;
 
     colo_start(tc, &from, &to, &src_ev, &dst_ev);
     colo_wait_checkpoint(to, &dst_ev);
 
     if (tc->survivor == COLO_FAIL_PRIMARY) {
         survivor = from, hung = to;
-        survivor_ev = &src_ev, survivor_serial = "src_serial";
+        survivor_ev = &src_ev;
+        survivor_mode = "primary", survivor_serial = "src_serial";
     } else {
         survivor = to, hung = from;
-        survivor_ev = &dst_ev, survivor_serial = "dest_serial";
+        survivor_ev = &dst_ev;
+        survivor_mode = "secondary", survivor_serial = "dest_serial";
     }
     g_assert_cmpint(kill(qtest_pid(hung), SIGSTOP), ==, 0);
 
-    colo_wait_exit(survivor, survivor_ev);
-    g_assert_cmpstr(survivor_ev->exit_reason, ==, "error");
-    colo_assert_progress(survivor_serial);
+    colo_assert_waiting(survivor, survivor_ev, survivor_mode,
+                        survivor_serial);
+    colo_decide(survivor, survivor_mode, survivor_serial);
 
     g_assert_cmpint(kill(qtest_pid(hung), SIGCONT), ==, 0);
     migrate_end(from, to, false);
@@ -452,9 +530,9 @@ static void colo_test_yank_unblocks(const void *opaque)
                              "[ { 'type': 'migration' } ] } }");
     colo_wait_exit(from, &src_ev);
     g_assert_cmpint(g_get_monotonic_time() - yanked, <,
-                    COLO_PEER_TIMEOUT_US / 2);
-    g_assert_cmpstr(src_ev.exit_reason, ==, "error");
-    colo_assert_progress("src_serial");
+                    tc->peer_timeout_ms * 1000 / 2);
+    colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+    colo_decide(from, "primary", "src_serial");
 
     g_assert_cmpint(kill(qtest_pid(to), SIGCONT), ==, 0);
     migrate_end(from, to, false);
@@ -464,12 +542,15 @@ static void colo_test_yank_unblocks(const void *opaque)
 
 /*
  * A TCP relay between the primary and the secondary that can slip garbage
- * into the secondary-to-primary direction.
+ * into the secondary-to-primary direction, or stop forwarding altogether
+ * while both connections stay up, as a network partition would.
  */
 typedef struct {
     int listen_fd;
     int dst_port;
     int inject;                 /* atomic: send garbage to the primary once */
+    int frozen;                 /* atomic: forward nothing, a partition */
+    int stop;                   /* atomic: the test is done with it */
     GThread *thread;
 } ColoRelay;
 
@@ -505,10 +586,11 @@ static gpointer colo_relay_run(gpointer opaque)
 
     g_assert_cmpint(src, >=, 0);
     g_assert_cmpint(connect(out, (struct sockaddr *)&dst, sizeof(dst)), ==, 0);
-    for (;;) {
+    while (!qatomic_read(&r->stop)) {
+        short events = qatomic_read(&r->frozen) ? 0 : POLLIN;
         struct pollfd fds[2] = {
-            { .fd = src, .events = POLLIN },
-            { .fd = out, .events = POLLIN },
+            { .fd = src, .events = events },
+            { .fd = out, .events = events },
         };
 
         if (qatomic_xchg(&r->inject, 0)) {
@@ -519,6 +601,9 @@ static gpointer colo_relay_run(gpointer opaque)
         }
         if (poll(fds, 2, 50) < 0) {
             break;
+        }
+        if (!events) {
+            continue;
         }
         if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
             colo_relay_forward(src, out) < 0) {
@@ -558,38 +643,58 @@ static char *colo_relay_start(ColoRelay *r, QTestState *to)
 
 static void colo_relay_stop(ColoRelay *r)
 {
+    qatomic_set(&r->stop, 1);
     g_thread_join(r->thread);
     close(r->listen_fd);
 }
 
-/* The primary receives garbage instead of a message: COLO ends, it runs on. */
+/* COLO through a relay, after its first checkpoint. */
+static void colo_start_relayed(const ColoTestCase *tc, QTestState **from,
+                               QTestState **to, ColoEvents *src_ev,
+                               ColoEvents *dst_ev, ColoRelay *relay)
+{
+    g_autofree char *relay_uri = NULL;
+
+    colo_prepare(tc, from, to, src_ev, dst_ev);
+    relay_uri = colo_relay_start(relay, *to);
+    colo_migrate(*from, *to, relay_uri);
+    colo_wait_checkpoint(*to, dst_ev);
+}
+
+static void colo_end_relayed(QTestState *from, QTestState *to,
+                             ColoEvents *src_ev, ColoEvents *dst_ev,
+                             ColoRelay *relay)
+{
+    migrate_end(from, to, false);
+    colo_relay_stop(relay);
+    colo_events_free(src_ev);
+    colo_events_free(dst_ev);
+}
+
+/*
+ * The primary receives garbage instead of a message: it stops talking to
+ * the secondary, and both report their peer lost and wait.
+ */
 static void colo_test_garbage_from_secondary(const void *opaque)
 {
     const ColoTestCase *tc = opaque;
     ColoEvents src_ev = { 0 }, dst_ev = { 0 };
     ColoRelay relay = { 0 };
     QTestState *from, *to;
-    g_autofree char *relay_uri = NULL;
 
-    colo_prepare(tc, &from, &to, &src_ev, &dst_ev);
-    relay_uri = colo_relay_start(&relay, to);
-    colo_migrate(from, to, relay_uri);
-    colo_wait_checkpoint(to, &dst_ev);
-
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
     qatomic_set(&relay.inject, 1);
-    colo_wait_exit(from, &src_ev);
-    g_assert_cmpstr(src_ev.exit_reason, ==, "error");
-    colo_assert_progress("src_serial");
-    colo_wait_exit(to, &dst_ev);
-    g_assert_cmpstr(dst_ev.exit_reason, ==, "error");
-
-    migrate_end(from, to, true);
-    colo_relay_stop(&relay);
-    colo_events_free(&src_ev);
-    colo_events_free(&dst_ev);
+    colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
+    colo_decide(from, "primary", "src_serial");
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
 }
 
-/* migrate_cancel on the primary ends COLO as a request; the PVM runs on. */
+/*
+ * migrate_cancel on the primary ends COLO as a request; the PVM runs on.
+ * The secondary sees the connection close and waits: a primary that goes
+ * away on purpose is no reason for the secondary to take over.
+ */
 static void colo_test_migrate_cancel(const void *opaque)
 {
     const ColoTestCase *tc = opaque;
@@ -604,12 +709,35 @@ static void colo_test_migrate_cancel(const void *opaque)
     g_assert_cmpstr(src_ev.exit_reason, ==, "request");
     wait_for_migration_status(from, "cancelled", NULL);
     colo_assert_progress("src_serial");
-    colo_wait_exit(to, &dst_ev);
-    g_assert_cmpstr(dst_ev.exit_reason, ==, "error");
+    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
 
-    migrate_end(from, to, true);
+    migrate_end(from, to, false);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
+}
+
+/*
+ * The link between two healthy sides breaks, both ways, while both
+ * connections stay up: each side notices, reports and waits; neither goes
+ * on by itself.  Told to, the primary goes on, and the secondary still
+ * waits: one running guest, never two.
+ */
+static void colo_test_partition(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to;
+
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
+    qatomic_set(&relay.frozen, 1);
+    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
+    colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+
+    colo_decide(from, "primary", "src_serial");
+    colo_assert_frozen(to, "dest_serial");
+    colo_assert_status(to, "secondary", "secondary", "peer-lost");
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
 }
 
 /*
@@ -637,8 +765,9 @@ static void colo_test_cont_refused(const void *opaque)
             QDict *err = qdict_get_qdict(rsp, "error");
 
             g_assert_cmpstr(qdict_get_str(err, "desc"), ==,
-                            "The VM is stopped for a COLO checkpoint and "
-                            "resumes by itself");
+                            "The VM is stopped by COLO: it resumes by "
+                            "itself after a checkpoint, or at "
+                            "x-colo-lost-heartbeat");
             refused++;
         }
         qobject_unref(rsp);
@@ -650,7 +779,7 @@ static void colo_test_cont_refused(const void *opaque)
     colo_assert_progress("src_serial");
     colo_lost_heartbeat(from, false);
     colo_wait_exit(from, &src_ev);
-    migrate_end(from, to, true);
+    migrate_end(from, to, false);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
 }
@@ -752,6 +881,25 @@ static void colo_test_verify_catches_hidden_write(const void *opaque)
     src_ev.mismatches = dst_ev.mismatches = 0;
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
+}
+
+/* Timeouts shorter than heartbeats can keep up with are refused. */
+static void colo_test_short_timeouts_refused(void)
+{
+    QTestState *qts = qtest_init("-machine none");
+    static const char *const params[] = {
+        "colo-peer-timeout", "colo-checkpoint-timeout",
+    };
+
+    for (int i = 0; i < G_N_ELEMENTS(params); i++) {
+        QDict *rsp = qtest_qmp_assert_failure_ref(qts,
+            "{ 'execute': 'migrate-set-parameters', 'arguments': "
+            "{ %s: 100 } }", params[i]);
+
+        g_assert(strstr(qdict_get_try_str(rsp, "desc"), params[i]));
+        qobject_unref(rsp);
+    }
+    qtest_quit(qts);
 }
 
 static void colo_test_verify_needs_colo(void)
@@ -859,7 +1007,32 @@ static void colo_test_multifd_compression_refused(void)
     qtest_quit(qts);
 }
 
-/* Capabilities are frozen on both sides while COLO runs. */
+/*
+ * The parameters the COLO channels were set up with are refused while
+ * COLO runs; the others (the checkpoint delay) are not.
+ */
+static void colo_assert_params_frozen(QTestState *who)
+{
+    QDict *rsp = qtest_qmp_assert_failure_ref(who,
+        "{ 'execute': 'migrate-set-parameters', 'arguments': "
+        "{ 'multifd-channels': 8 } }");
+
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "The multifd-channels cannot change while COLO is "
+                    "running");
+    qobject_unref(rsp);
+    rsp = qtest_qmp_assert_failure_ref(who,
+        "{ 'execute': 'migrate-set-parameters', 'arguments': "
+        "{ 'tls-creds': 'tls0' } }");
+    g_assert_cmpstr(qdict_get_try_str(rsp, "desc"), ==,
+                    "The TLS parameters cannot change while COLO is "
+                    "running");
+    qobject_unref(rsp);
+    migrate_set_parameter_int(who, "x-checkpoint-delay",
+                              COLO_CHECKPOINT_DELAY_MS);
+}
+
+/* Capabilities and channel parameters are frozen while COLO runs. */
 static void colo_test_capabilities_frozen(const void *opaque)
 {
     const ColoTestCase *tc = opaque;
@@ -871,6 +1044,11 @@ static void colo_test_capabilities_frozen(const void *opaque)
 
     colo_assert_caps_frozen(from);
     colo_assert_caps_frozen(to);
+    colo_assert_params_frozen(from);
+    colo_assert_params_frozen(to);
+    /* Checkpoints go on with the channels they had. */
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
 
     colo_lost_heartbeat(to, false);
     colo_wait_exit(to, &dst_ev);
@@ -943,9 +1121,21 @@ void migration_test_add_colo(MigrationTestEnv *env)
         .machine = "pc", .return_path = true,
         .survivor = COLO_FAIL_SECONDARY,
     }, colo_test_peer_hung);
+    colo_add("errors/secondary_killed_auto_failover", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_PRIMARY, .auto_failover = true,
+    }, colo_test_peer_killed);
+    colo_add("errors/primary_killed_auto_failover", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+        .survivor = COLO_FAIL_SECONDARY, .auto_failover = true,
+    }, colo_test_peer_killed);
+    colo_add("errors/partition", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_partition);
+    /* Long enough that only the yank can explain a prompt exit. */
     colo_add("errors/yank_unblocks_primary", (ColoTestCase) {
         .machine = "pc", .return_path = true,
-        .survivor = COLO_FAIL_PRIMARY,
+        .survivor = COLO_FAIL_PRIMARY, .peer_timeout_ms = 30000,
     }, colo_test_yank_unblocks);
     colo_add("errors/garbage_from_secondary", (ColoTestCase) {
         .machine = "pc", .return_path = true,
@@ -962,12 +1152,17 @@ void migration_test_add_colo(MigrationTestEnv *env)
     colo_add("errors/capabilities_frozen", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_capabilities_frozen);
+    colo_add("errors/multifd_settings_frozen", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .multifd = true,
+    }, colo_test_capabilities_frozen);
     migration_test_add("/migration/colo/errors/heartbeat_outside_colo",
                        colo_test_heartbeat_outside_colo);
     migration_test_add("/migration/colo/errors/postcopy_refused",
                        colo_test_postcopy_refused);
     migration_test_add("/migration/colo/errors/multifd_compression_refused",
                        colo_test_multifd_compression_refused);
+    migration_test_add("/migration/colo/errors/short_timeouts_refused",
+                       colo_test_short_timeouts_refused);
 
     colo_add("verify/catches_hidden_write", (ColoTestCase) {
         .machine = "pc", .return_path = true, .mem_type = MEM_TYPE_MEMFD,
