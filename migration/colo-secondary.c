@@ -36,6 +36,7 @@
 #include "block/replication.h"
 #include "net/filter.h"
 #include "system/runstate.h"
+#include "migration/blocker.h"
 #include "migration/colo.h"
 #include "migration/failover.h"
 #include "migration.h"
@@ -56,6 +57,11 @@ typedef struct ColoSecondary {
     ColoRamDigest *pvm_digest;  /* this checkpoint's, with colo-verify */
     bool state_broken;          /* a checkpoint was applied only in part */
     ColoWatchdog *watchdog;     /* always armed: the primary owes heartbeats */
+    /*
+     * An outgoing migration or a snapshot would take over the RAM state and
+     * dirty log that the checkpoints go through.  Guarded by the BQL.
+     */
+    Error *blocker;
 
     QemuMutex io_lock;
     bool io_open;               /* guarded by io_lock: the files are usable */
@@ -326,6 +332,7 @@ static void colo_secondary_take_over(ColoSecondary *sec)
 static void colo_secondary_setup(ColoSecondary *sec)
 {
     MigrationIncomingState *mis = sec->mis;
+    Error *err = NULL;
 
     /* RAM pages now go to the COLO cache instead of guest RAM. */
     migrate_set_state(&mis->state, MIGRATION_STATUS_ACTIVE,
@@ -350,6 +357,12 @@ static void colo_secondary_setup(ColoSecondary *sec)
     /* Loaded, not started: from here on COLO restarts the SVM. */
     bql_lock();
     runstate_set(RUN_STATE_COLO);
+    error_setg(&sec->blocker, "This VM is a COLO secondary: migrate or "
+               "snapshot it once it has taken over");
+    if (migrate_add_blocker_internal(&sec->blocker, &err) < 0) {
+        /* No outgoing migration can be running here; say so if it is. */
+        warn_report_err(err);
+    }
     bql_unlock();
     colo_mode_enter(COLO_MODE_SECONDARY);
     colo_failover_reset(colo_secondary_unblock, sec);
@@ -361,6 +374,9 @@ static void colo_secondary_setup(ColoSecondary *sec)
 static void colo_secondary_teardown(ColoSecondary *sec)
 {
     colo_failover_detach();
+    bql_lock();
+    migrate_del_blocker(&sec->blocker);
+    bql_unlock();
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         sec->io_open = false;
     }

@@ -1032,6 +1032,39 @@ static void colo_assert_params_frozen(QTestState *who)
                               COLO_CHECKPOINT_DELAY_MS);
 }
 
+/*
+ * A secondary refuses an outgoing migration and a snapshot: both would
+ * take over the RAM state its checkpoints go through.
+ */
+static void colo_test_secondary_refuses_migrate(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    g_autofree char *hmp = NULL;
+    QDict *rsp;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    rsp = qtest_qmp_assert_failure_ref(to,
+        "{ 'execute': 'migrate', 'arguments': "
+        "{ 'uri': 'tcp:127.0.0.1:1' } }");
+    g_assert(strstr(qdict_get_try_str(rsp, "desc"), "COLO secondary"));
+    qobject_unref(rsp);
+    hmp = qtest_hmp(to, "savevm colo-test");
+    g_assert(strstr(hmp, "COLO secondary"));
+
+    /* COLO goes on undisturbed. */
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_assert_status(to, "secondary", "secondary", "none");
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
 /* Capabilities and channel parameters are frozen while COLO runs. */
 static void colo_test_capabilities_frozen(const void *opaque)
 {
@@ -1152,6 +1185,9 @@ void migration_test_add_colo(MigrationTestEnv *env)
     colo_add("errors/capabilities_frozen", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_capabilities_frozen);
+    colo_add("errors/secondary_refuses_migrate", (ColoTestCase) {
+        .machine = "pc", .return_path = true,
+    }, colo_test_secondary_refuses_migrate);
     colo_add("errors/multifd_settings_frozen", (ColoTestCase) {
         .machine = "pc", .return_path = true, .multifd = true,
     }, colo_test_capabilities_frozen);
