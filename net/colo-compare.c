@@ -280,7 +280,7 @@ static void compare_stop_in_iothread(ColoCompare *c)
     QEMU_LOCK_GUARD(&c->lock);
     timer_free(c->scan_timer);
     c->scan_timer = NULL;
-    /* Held primary packets go out on a best-effort basis. */
+    /* Held primary packets go out only if no checkpoint owes them. */
     colo_matcher_free(c->matcher);
     c->matcher = NULL;
     colo_frame_writer_free(c->out_writer);
@@ -590,15 +590,18 @@ typedef enum CompareCounter {
     CNT_MATCHED,
     CNT_RELEASED_UNMATCHED,
     CNT_RELEASED_CHECKPOINT,
+    CNT_HELD_FOR_CHECKPOINT,
     CNT_MISMATCHES,
     CNT_TIMEOUTS,
     CNT_QUEUE_OVERFLOWS,
+    CNT_EVICTIONS,
     CNT_CHECKPOINT_REQUESTS,
     CNT_RETRANSMITS,
     CNT_MALFORMED,
     CNT_BAD_FRAMING,
     CNT_OUT_DROPPED,
     CNT_CONNECTIONS,
+    CNT_CHECKPOINTS,
     CNT__MAX,
 } CompareCounter;
 
@@ -609,15 +612,18 @@ static const char *const counter_names[CNT__MAX] = {
     [CNT_MATCHED] = "matched",
     [CNT_RELEASED_UNMATCHED] = "released-unmatched",
     [CNT_RELEASED_CHECKPOINT] = "released-at-checkpoint",
+    [CNT_HELD_FOR_CHECKPOINT] = "held-for-checkpoint",
     [CNT_MISMATCHES] = "mismatches",
     [CNT_TIMEOUTS] = "timeouts",
     [CNT_QUEUE_OVERFLOWS] = "queue-overflows",
+    [CNT_EVICTIONS] = "evictions",
     [CNT_CHECKPOINT_REQUESTS] = "checkpoint-requests",
     [CNT_RETRANSMITS] = "retransmits",
     [CNT_MALFORMED] = "malformed",
     [CNT_BAD_FRAMING] = "bad-framing",
     [CNT_OUT_DROPPED] = "out-dropped",
     [CNT_CONNECTIONS] = "connections",
+    [CNT_CHECKPOINTS] = "checkpoints",
 };
 
 static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
@@ -642,12 +648,16 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return st->released_unmatched;
     case CNT_RELEASED_CHECKPOINT:
         return st->released_checkpoint;
+    case CNT_HELD_FOR_CHECKPOINT:
+        return st->held_for_checkpoint;
     case CNT_MISMATCHES:
         return st->diverged[COLO_DIVERGED_PAYLOAD];
     case CNT_TIMEOUTS:
         return st->diverged[COLO_DIVERGED_TIMEOUT];
     case CNT_QUEUE_OVERFLOWS:
         return st->diverged[COLO_DIVERGED_QUEUE_FULL];
+    case CNT_EVICTIONS:
+        return st->diverged[COLO_DIVERGED_EVICTED];
     case CNT_CHECKPOINT_REQUESTS:
         return c->checkpoint_requests;
     case CNT_RETRANSMITS:
@@ -662,6 +672,8 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return colo_frame_writer_stats(c->out_writer)->dropped;
     case CNT_CONNECTIONS:
         return colo_matcher_connections(c->matcher);
+    case CNT_CHECKPOINTS:
+        return st->checkpoints;
     default:
         g_assert_not_reached();
     }

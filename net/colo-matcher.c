@@ -15,6 +15,7 @@
 typedef struct ColoHeld {
     ColoFrame f;
     ColoPacket pkt;             /* points into f.data */
+    bool raw;                   /* did not parse: compared byte for byte */
     /* TCP only: [seq_start, seq_end) in sequence space; SYN and FIN
      * count one each, data is [data_start, data_end). */
     uint32_t seq_start;
@@ -58,8 +59,22 @@ struct ColoMatcher {
 
     ColoConnTable *conns;
     ColoFlow non_ip;            /* frames without a connection key */
-    GQueue parked;              /* ColoHeld *, released at checkpoint_done */
+    ColoFlow raw;               /* frames that did not parse */
+    /*
+     * Primary frames that leave when the next checkpoint commits, oldest
+     * first.  While it is not empty every release queues behind it, so
+     * that the wire sees the primary's output in order.
+     */
+    GQueue parked;
     bool in_checkpoint;
+    /*
+     * A checkpoint has committed, so the secondary is a replica whose
+     * output a primary frame may be held to.  Before the first one and
+     * after a failover there is none: a frame without a partner then
+     * leaves when it times out.
+     */
+    bool protected;
+    bool checkpoint_asked;      /* since the last checkpoint began */
     bool bypass;
     ColoMatcherStats stats;
 };
@@ -68,6 +83,7 @@ static const char *const divergence_names[COLO_DIVERGED__MAX] = {
     [COLO_DIVERGED_PAYLOAD] = "payload",
     [COLO_DIVERGED_TIMEOUT] = "timeout",
     [COLO_DIVERGED_QUEUE_FULL] = "queue-full",
+    [COLO_DIVERGED_EVICTED] = "evicted",
 };
 
 const char *colo_divergence_str(ColoDivergence why)
@@ -102,7 +118,7 @@ static void held_free(ColoHeld *h)
 
 static bool held_is_tcp(const ColoHeld *h)
 {
-    return h->pkt.l4_proto == IP_PROTO_TCP && h->pkt.has_l4 &&
+    return !h->raw && h->pkt.l4_proto == IP_PROTO_TCP && h->pkt.has_l4 &&
            h->pkt.frag == COLO_FRAG_NONE;
 }
 
@@ -148,12 +164,14 @@ typedef enum ReleaseWhy {
     RELEASE_MATCHED,
     RELEASE_UNMATCHED,
     RELEASE_CHECKPOINT,
+    RELEASE_FLUSH,
 } ReleaseWhy;
 
 static void release(ColoMatcher *m, ColoHeld *h, ReleaseWhy why)
 {
-    if (m->in_checkpoint && why != RELEASE_CHECKPOINT) {
-        /* Nothing goes out before what the checkpoint set aside. */
+    if ((why == RELEASE_MATCHED || why == RELEASE_UNMATCHED) &&
+        (m->in_checkpoint || !g_queue_is_empty(&m->parked))) {
+        /* Nothing overtakes what waits for a checkpoint. */
         g_queue_push_tail(&m->parked, h);
         return;
     }
@@ -163,6 +181,7 @@ static void release(ColoMatcher *m, ColoHeld *h, ReleaseWhy why)
         m->stats.matched++;
         break;
     case RELEASE_UNMATCHED:
+    case RELEASE_FLUSH:
         m->stats.released_unmatched++;
         break;
     case RELEASE_CHECKPOINT:
@@ -197,8 +216,10 @@ static void flow_reset_tcp(ColoFlow *fl)
 }
 
 /*
- * A primary frame leaves without its partner: the comparison goes on
- * behind it, so that the secondary's copy of these bytes counts as old.
+ * A primary frame gives up on its partner.  With a replica to protect it
+ * waits for the next checkpoint, which the caller asks for; without one
+ * it leaves now.  Either way the comparison goes on behind it, so that
+ * the secondary's copy of these bytes counts as old.
  */
 static void release_unmatched(ColoMatcher *m, ColoFlow *fl, ColoHeld *h)
 {
@@ -208,7 +229,34 @@ static void release_unmatched(ColoMatcher *m, ColoFlow *fl, ColoHeld *h)
             fl->next = h->seq_end;
         }
     }
+    if (m->protected && !m->bypass) {
+        m->stats.held_for_checkpoint++;
+        g_queue_push_tail(&m->parked, h);
+        return;
+    }
     release(m, h, RELEASE_UNMATCHED);
+}
+
+/*
+ * Asks for a checkpoint.  Once COLO runs, one request per checkpoint is
+ * enough; before that nobody answers, so every input or scan that finds
+ * a divergence asks again (a Xen toolstack counts on it).
+ */
+static void ask_checkpoint(ColoMatcher *m, ColoDivergence why)
+{
+    if (m->checkpoint_asked) {
+        return;
+    }
+    m->checkpoint_asked = true;
+    m->ops->diverged(m->opaque, why);
+}
+
+/* After one input or one scan: unanswered requests may be made again. */
+static void end_of_step(ColoMatcher *m)
+{
+    if (!m->protected) {
+        m->checkpoint_asked = false;
+    }
 }
 
 static void diverge(ColoMatcher *m, ColoFlow *fl, ColoDivergence why)
@@ -218,7 +266,7 @@ static void diverge(ColoMatcher *m, ColoFlow *fl, ColoDivergence why)
         fl->diverged = true;
         drop_all_secondary(m, fl);
     }
-    m->ops->diverged(m->opaque, why);
+    ask_checkpoint(m, why);
 }
 
 /* ---- TCP ---- */
@@ -417,11 +465,28 @@ static bool tcp_step(ColoMatcher *m, ColoFlow *fl)
 
 /* ---- Other protocols: frame against frame, in order ---- */
 
+/* A frame that did not parse, from the Ethernet header on. */
+static void held_raw_bytes(const ColoHeld *h, const uint8_t **p, size_t *len)
+{
+    size_t skip = MIN(h->f.vnet_hdr_len, h->f.len);
+
+    *p = h->f.data + skip;
+    *len = h->f.len - skip;
+}
+
 static bool frames_equal(const ColoHeld *p, const ColoHeld *s)
 {
     const uint8_t *pb, *sb;
     size_t plen, slen;
 
+    if (p->raw || s->raw) {
+        if (!p->raw || !s->raw) {
+            return false;
+        }
+        held_raw_bytes(p, &pb, &plen);
+        held_raw_bytes(s, &sb, &slen);
+        return plen == slen && !memcmp(pb, sb, plen);
+    }
     if (p->pkt.ethertype != s->pkt.ethertype ||
         p->pkt.l4_proto != s->pkt.l4_proto) {
         return false;
@@ -472,23 +537,36 @@ static void flow_advance(ColoMatcher *m, ColoFlow *fl)
 
 /* ---- Connections ---- */
 
-static void flow_release_all(ColoMatcher *m, ColoFlow *fl)
+/* Gives up on every partner the flow waits for; true if any was held. */
+static bool flow_release_all(ColoMatcher *m, ColoFlow *fl)
 {
     ColoHeld *h;
+    bool held = !g_queue_is_empty(&fl->held[SIDE_P]);
 
     while ((h = g_queue_pop_head(&fl->held[SIDE_P]))) {
         release_unmatched(m, fl, h);
     }
     drop_all_secondary(m, fl);
+    return held;
 }
 
-/* The connection table's destroy function: eviction must not lose output. */
+/*
+ * The connection table's destroy function, on eviction and when the
+ * matcher is freed.  Everything that could be compared has been; what is
+ * left of the primary's output must not be lost, nor leave unchecked.
+ */
 static void conn_state_free(gpointer data)
 {
     ColoConnState *cs = data;
+    ColoMatcher *m = cs->m;
+    bool held = false;
 
     for (int i = 0; i < 2; i++) {
-        flow_release_all(cs->m, &cs->flow[i]);
+        held |= flow_release_all(m, &cs->flow[i]);
+    }
+    if (held) {
+        m->stats.diverged[COLO_DIVERGED_EVICTED]++;
+        ask_checkpoint(m, COLO_DIVERGED_EVICTED);
     }
     g_free(cs);
 }
@@ -540,6 +618,7 @@ static void for_each_flow(ColoMatcher *m, FlowFunc *fn, void *opaque)
 
     colo_conn_table_foreach(m->conns, conn_walk, &w);
     fn(m, &m->non_ip, opaque);
+    fn(m, &m->raw, opaque);
 }
 
 static void flow_release_all_cb(ColoMatcher *m, ColoFlow *fl, void *opaque)
@@ -562,12 +641,42 @@ ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
     return m;
 }
 
+static void drop_parked(ColoMatcher *m)
+{
+    ColoHeld *h;
+
+    while ((h = g_queue_pop_head(&m->parked))) {
+        m->stats.primary_dropped++;
+        held_free(h);
+    }
+}
+
+static void flow_drop_all(ColoMatcher *m, ColoFlow *fl, void *opaque)
+{
+    ColoHeld *h;
+
+    while ((h = g_queue_pop_head(&fl->held[SIDE_P]))) {
+        m->stats.primary_dropped++;
+        held_free(h);
+    }
+    drop_all_secondary(m, fl);
+}
+
 void colo_matcher_free(ColoMatcher *m)
 {
     if (!m) {
         return;
     }
-    colo_matcher_flush(m, true);
+    if (m->protected && !m->bypass) {
+        /*
+         * No checkpoint will cover them now: lost on the wire is the
+         * one fate that cannot contradict a secondary taking over.
+         */
+        drop_parked(m);
+        for_each_flow(m, flow_drop_all, NULL);
+    } else {
+        colo_matcher_flush(m, true);
+    }
     colo_conn_table_free(m->conns);
     g_free(m);
 }
@@ -589,24 +698,30 @@ static void enqueue(ColoMatcher *m, ColoFlow *fl, ColoSide side, ColoHeld *h)
     g_queue_push_tail(q, h);
 }
 
-void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
+/* A parsed frame from @side while comparison runs. */
+static void match_frame(ColoMatcher *m, ColoSide side, ColoHeld *h,
+                        ColoParseResult res)
 {
-    ColoHeld *h = g_new0(ColoHeld, 1);
-    ColoParseResult res;
     ColoFlow *fl;
 
-    h->f = *frame;
-    m->stats.frames[side]++;
-    res = colo_packet_parse(&h->pkt, h->f.data, h->f.len, h->f.vnet_hdr_len);
-    colo_packet_stats_account(&m->stats.parse[side], res);
-
-    if (m->bypass || res != COLO_PARSE_OK) {
-        /* Nothing to compare it with, or nothing to compare at all. */
+    if (m->in_checkpoint) {
+        /*
+         * Both VMs are stopped: a primary frame still in flight was sent
+         * before the stop, so the checkpoint covers it; a secondary one
+         * belongs to the state the checkpoint replaces.
+         */
         if (side == SIDE_P) {
-            release(m, h, RELEASE_UNMATCHED);
+            g_queue_push_tail(&m->parked, h);
         } else {
             drop_secondary(m, h);
         }
+        return;
+    }
+    if (res != COLO_PARSE_OK) {
+        /* The same malformed frame from both sides is still a match. */
+        h->raw = true;
+        enqueue(m, &m->raw, side, h);
+        flow_advance(m, &m->raw);
         return;
     }
 
@@ -625,6 +740,29 @@ void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
     }
     enqueue(m, fl, side, h);
     flow_advance(m, fl);
+}
+
+void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
+{
+    ColoHeld *h = g_new0(ColoHeld, 1);
+    ColoParseResult res;
+
+    h->f = *frame;
+    m->stats.frames[side]++;
+    res = colo_packet_parse(&h->pkt, h->f.data, h->f.len, h->f.vnet_hdr_len);
+    colo_packet_stats_account(&m->stats.parse[side], res);
+
+    if (m->bypass) {
+        /* Nothing to compare it with. */
+        if (side == SIDE_P) {
+            release(m, h, RELEASE_UNMATCHED);
+        } else {
+            drop_secondary(m, h);
+        }
+        return;
+    }
+    match_frame(m, side, h, res);
+    end_of_step(m);
 }
 
 typedef struct ExpireScan {
@@ -673,6 +811,7 @@ int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
     ExpireScan scan = { .now = now_ns, .oldest = INT64_MAX };
 
     for_each_flow(m, flow_expire, &scan);
+    end_of_step(m);
     return scan.oldest;
 }
 
@@ -693,26 +832,33 @@ void colo_matcher_checkpoint_begin(ColoMatcher *m)
     m->stats.checkpoints++;
     for_each_flow(m, flow_park, NULL);
     m->in_checkpoint = true;
+    m->protected = true;
+    m->checkpoint_asked = false;
+    /* A new COLO session after a failover compares again. */
+    m->bypass = false;
 }
 
-static void release_parked(ColoMatcher *m)
+static void release_parked(ColoMatcher *m, ReleaseWhy why)
 {
     ColoHeld *h;
 
     m->in_checkpoint = false;
     while ((h = g_queue_pop_head(&m->parked))) {
-        release(m, h, RELEASE_CHECKPOINT);
+        release(m, h, why);
     }
 }
 
 void colo_matcher_checkpoint_done(ColoMatcher *m)
 {
-    release_parked(m);
+    release_parked(m, RELEASE_CHECKPOINT);
 }
 
 void colo_matcher_flush(ColoMatcher *m, bool bypass)
 {
-    release_parked(m);
+    /* No replica is left to hold the output to. */
+    m->protected = false;
+    m->checkpoint_asked = false;
+    release_parked(m, RELEASE_FLUSH);
     for_each_flow(m, flow_release_all_cb, NULL);
     m->bypass = bypass;
 }

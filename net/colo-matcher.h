@@ -19,7 +19,17 @@
  * acknowledgement alone because initial sequence numbers differ.
  * Other protocols are compared frame by frame, in order, from the layer 4
  * header on (layer 3 payload for non-IP frames); IP header fields such as
- * TTL or the IPv4 identification are not compared.
+ * TTL or the IPv4 identification are not compared.  Frames that do not
+ * parse are compared whole, in order, among themselves.
+ *
+ * Output commit: once a checkpoint has committed, a primary frame leaves
+ * only when the secondary produced the same output or when a checkpoint
+ * taken after the frame was sent commits.  A frame that finds no partner
+ * (it timed out, its queue overflowed, its connection was evicted) waits
+ * for that checkpoint, which the matcher asks for; everything released
+ * after it waits too, so that the primary's output keeps its order.  Before
+ * the first checkpoint and after a flush there is no replica to hold the
+ * output to, and such a frame leaves at once.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -39,6 +49,7 @@ typedef enum ColoDivergence {
     COLO_DIVERGED_PAYLOAD,      /* the two outputs differ */
     COLO_DIVERGED_TIMEOUT,      /* a frame found no partner in time */
     COLO_DIVERGED_QUEUE_FULL,   /* a connection held too many frames */
+    COLO_DIVERGED_EVICTED,      /* a full table dropped a waiting flow */
     COLO_DIVERGED__MAX,
 } ColoDivergence;
 
@@ -59,9 +70,10 @@ typedef struct ColoMatcherOps {
      */
     void (*release)(void *opaque, ColoFrame *frame);
     /*
-     * The outputs diverged; the owner asks for a checkpoint.  A payload
-     * difference is reported once per flow until the next checkpoint; a
-     * timed-out or overflowing frame is reported each time.
+     * The outputs diverged; the owner asks for a checkpoint.  Once a
+     * checkpoint has committed this is called at most once until the next
+     * one begins; before that, at most once per input or expiry scan.
+     * ColoMatcherStats.diverged counts every divergence.
      */
     void (*diverged)(void *opaque, ColoDivergence why);
 } ColoMatcherOps;
@@ -78,14 +90,16 @@ typedef struct ColoMatcherStats {
     uint64_t matched;           /* primary frames released as matched */
     uint64_t secondary_dropped; /* secondary frames discarded after use */
     uint64_t diverged[COLO_DIVERGED__MAX];
-    uint64_t released_unmatched;/* released by timeout, overflow, flush */
+    uint64_t released_unmatched;/* released without a partner and without
+                                   a checkpoint: no replica, or a flush */
     uint64_t released_checkpoint;/* held until a checkpoint committed */
+    uint64_t held_for_checkpoint;/* gave up on a partner, waited for one */
+    uint64_t primary_dropped;   /* freed while a checkpoint owed them */
     uint64_t secondary_expired; /* secondary frames dropped unmatched */
     uint64_t retransmits;       /* frames carrying only matched bytes */
     uint64_t non_ip;            /* frames compared as opaque payload */
     uint64_t checkpoints;       /* checkpoint_begin calls */
-    ColoPacketStats parse[2];   /* by ColoSide; malformed primary frames
-                                   are released at once, secondary dropped */
+    ColoPacketStats parse[2];   /* by ColoSide */
 } ColoMatcherStats;
 
 typedef struct ColoMatcher ColoMatcher;
@@ -93,7 +107,10 @@ typedef struct ColoMatcher ColoMatcher;
 ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
                               const ColoMatcherOps *ops, void *opaque);
 
-/* Releases every primary frame still held, then frees everything. */
+/*
+ * Frees everything.  Primary frames still held are released if no
+ * checkpoint has committed since the last flush, dropped otherwise.
+ */
 void colo_matcher_free(ColoMatcher *m);
 
 /*
@@ -104,26 +121,32 @@ void colo_matcher_free(ColoMatcher *m);
 void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame);
 
 /*
- * Release primary frames and drop secondary frames that waited longer
- * than the timeout at @now_ns.  Returns the arrival time of the oldest
+ * Give up on the partners of frames that waited longer than the timeout
+ * at @now_ns: primary frames wait for a checkpoint (or leave, with no
+ * replica to protect), secondary ones are dropped.  Returns the arrival time of the oldest
  * frame still held, or INT64_MAX if none, so the owner knows when to call
  * again.
  */
 int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns);
 
 /*
- * Both VMs are stopped for a checkpoint.  Secondary frames are dropped;
- * primary frames are set aside until the checkpoint is committed, because
- * until then a failover would resume the secondary from the previous one.
+ * Both VMs are stopped for a checkpoint.  Secondary frames, held or
+ * arriving until it is done, are dropped; primary ones are set aside until
+ * the checkpoint commits, because until then a failover would resume the
+ * secondary from the previous one.
  */
 void colo_matcher_checkpoint_begin(ColoMatcher *m);
 
-/* The secondary holds the primary's state: release what was set aside. */
+/*
+ * The secondary holds the primary's state: release what was set aside,
+ * and what arrived from the primary since the checkpoint began.
+ */
 void colo_matcher_checkpoint_done(ColoMatcher *m);
 
 /*
- * Release everything held; with @bypass, later primary frames go straight
- * out and secondary ones are dropped (after a failover nothing is compared).
+ * There is no replica any more (the primary goes on alone): release
+ * everything held.  With @bypass, later primary frames go straight out
+ * and secondary ones are dropped.
  */
 void colo_matcher_flush(ColoMatcher *m, bool bypass);
 

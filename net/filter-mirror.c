@@ -30,6 +30,12 @@
  * While a redirector is off, indev is not read: its frames wait in the
  * chardev and are injected once it is on again.
  *
+ * At a COLO failover every filter is switched off, but a redirector goes
+ * on reading indev until it has been quiet for REDIRECTOR_DRAIN_QUIET_MS
+ * (at most REDIRECTOR_DRAIN_MAX_MS): on the primary, indev carries the
+ * packets colo-compare released at the failover, which must still reach
+ * the wire; on the secondary, the client's packets mirrored just before.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -37,6 +43,7 @@
 #include "qapi/error.h"
 #include "qapi/visitor.h"
 #include "qemu/iov.h"
+#include "qemu/timer.h"
 #include "qemu/units.h"
 #include "qom/object.h"
 #include "chardev/char.h"
@@ -44,12 +51,17 @@
 #include "net/filter.h"
 #include "net/net.h"
 #include "net/colo-frame.h"
+#include "migration/colo.h"
 
 #define TYPE_FILTER_MIRROR "filter-mirror"
 #define TYPE_FILTER_REDIRECTOR "filter-redirector"
 
 /* Bytes queued for a slow outdev reader before packets are dropped. */
 #define FILTER_MIRROR_MAX_QUEUED (1 * MiB)
+
+/* How a redirector drains indev at a failover (see the top comment). */
+#define REDIRECTOR_DRAIN_QUIET_MS   100
+#define REDIRECTOR_DRAIN_MAX_MS     2000
 
 /* One state for both types: they differ only in their class hooks. */
 typedef struct MirrorState {
@@ -64,6 +76,10 @@ typedef struct MirrorState {
     ColoFrameWriter *writer;
     uint64_t frames_in;
     uint64_t frames_in_dropped;
+    /* Draining indev after a failover switched the redirector off. */
+    QEMUTimer *drain_timer;
+    int64_t drain_started_ms;
+    int64_t drain_last_read_ms;
 } MirrorState;
 
 typedef enum MirrorCounter {
@@ -175,6 +191,9 @@ static void redirector_read(void *opaque, const uint8_t *buf, int size)
 {
     MirrorState *s = opaque;
 
+    if (s->drain_timer) {
+        s->drain_last_read_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    }
     colo_frame_reader_feed(&s->reader, buf, size, redirector_inject, s);
 }
 
@@ -269,13 +288,63 @@ static void redirector_setup(NetFilterState *nf, Error **errp)
     }
 }
 
+static void redirector_drain_end(MirrorState *s)
+{
+    if (s->drain_timer) {
+        timer_free(s->drain_timer);
+        s->drain_timer = NULL;
+    }
+}
+
 static void redirector_status_changed(NetFilterState *nf, Error **errp)
 {
     MirrorState *s = mirror_state(nf);
 
+    /* Whoever changes the status now decides about indev. */
+    redirector_drain_end(s);
     if (s->indev) {
         redirector_set_in_handlers(s, nf->on);
     }
+}
+
+static void redirector_drain_tick(void *opaque)
+{
+    MirrorState *s = opaque;
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+    if (now - s->drain_last_read_ms < REDIRECTOR_DRAIN_QUIET_MS &&
+        now - s->drain_started_ms < REDIRECTOR_DRAIN_MAX_MS) {
+        timer_mod(s->drain_timer, now + REDIRECTOR_DRAIN_QUIET_MS / 2);
+        return;
+    }
+    redirector_drain_end(s);
+    redirector_set_in_handlers(s, s->parent_obj.on);
+}
+
+/*
+ * A failover switches the redirector off like any filter, then keeps
+ * indev open until what was in flight on it has been injected.
+ */
+static void redirector_handle_event(NetFilterState *nf, int event,
+                                    Error **errp)
+{
+    MirrorState *s = mirror_state(nf);
+    int64_t now;
+
+    if (event != COLO_EVENT_FAILOVER) {
+        return;
+    }
+    if (!object_property_set_str(OBJECT(nf), "status", "off", errp) ||
+        !s->indev) {
+        return;
+    }
+    now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    s->drain_started_ms = now;
+    s->drain_last_read_ms = now;
+    s->drain_timer = timer_new_ms(QEMU_CLOCK_REALTIME, redirector_drain_tick,
+                                  s);
+    timer_mod(s->drain_timer, now + REDIRECTOR_DRAIN_QUIET_MS / 2);
+    redirector_set_in_handlers(s, true);
 }
 
 /* Also runs when setup failed or never ran: everything may be unset. */
@@ -283,6 +352,7 @@ static void mirror_cleanup(NetFilterState *nf)
 {
     MirrorState *s = mirror_state(nf);
 
+    redirector_drain_end(s);
     qemu_chr_fe_deinit(&s->chr_in, false);
     colo_frame_reader_destroy(&s->reader);
     /* Handlers first: the close event handler uses the writer. */
@@ -421,6 +491,7 @@ static void redirector_class_init(ObjectClass *oc, const void *data)
 
     nfc->receive_iov = redirector_receive_iov;
     nfc->status_changed = redirector_status_changed;
+    nfc->handle_event = redirector_handle_event;
     nfc->setup = redirector_setup;
     nfc->cleanup = mirror_cleanup;
     mirror_class_add_common(oc);

@@ -97,5 +97,27 @@ int main(int argc, char **argv)
     op(s, OP_FAILOVER, -1);
     op_frame(s, OP_P, tf_arp(5));
     write_seed(argv[1], "udp-icmp-arp-failover", s);
+
+    /* COLO runs: timeouts, overflow and eviction wait for a checkpoint. */
+    s = g_byte_array_new();
+    op(s, OP_CP_BEGIN, -1);
+    op(s, OP_CP_DONE, -1);
+    op_frame(s, OP_P, tf_tcp(&web, 100, 5, TF_SYN | TF_ACK, NULL));
+    op_frame(s, OP_S, tf_tcp(&web, 777, 5, TF_SYN | TF_ACK, NULL));
+    op_frame(s, OP_P, tf_tcp(&web, 101, 5, TF_ACK, "late"));
+    op(s, OP_TIME, 200);
+    op(s, OP_EXPIRE, -1);
+    for (int i = 0; i < 6; i++) {
+        TfFlow other = web;
+
+        other.sport = 1000 + i;
+        op_frame(s, OP_P, tf_udp(&other, "x", 1, i));
+    }
+    op_frame(s, OP_BOTH, tf_tcp(&web, 105, 5, TF_ACK, "matched"));
+    op_frame(s, OP_BOTH, tf_arp(6));
+    op(s, OP_CP_BEGIN, -1);
+    op_frame(s, OP_P, tf_udp(&web, "in-flight", 9, 1));
+    op(s, OP_CP_DONE, -1);
+    write_seed(argv[1], "output-commit", s);
     return 0;
 }

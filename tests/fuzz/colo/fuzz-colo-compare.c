@@ -4,9 +4,10 @@
  * The input is a script of operations on one matcher: frames from either
  * side (or the same frame from both, which reaches the matching paths
  * quickly), the clock moving on, checkpoints, a failover.  Besides the
- * sanitizers' checks, it verifies the comparator's promise: every primary
+ * sanitizers' checks, it verifies the comparator's promises: every primary
  * frame leaves exactly once, unchanged, and no secondary frame ever
- * leaves.
+ * leaves; once a checkpoint has begun, no primary frame leaves unmatched
+ * except at a checkpoint's end or a failover (output commit).
  *
  * Operation byte: low 3 bits select the operation, bit 3 asks for a
  * 12-byte vnet header in front of the frame.  Frames are a 16-bit
@@ -99,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Fuzz fz = { 0 };
     int64_t now = 0;
     size_t i = 0;
+    bool protected = false;     /* a checkpoint began since the failover */
 
     fz.pending = g_hash_table_new_full(NULL, NULL, NULL,
                                        (GDestroyNotify)g_byte_array_unref);
@@ -107,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (i < size) {
         uint8_t op = data[i++];
         bool vnet = op & OP_VNET;
+        uint64_t unmatched = colo_matcher_stats(fz.m)->released_unmatched;
         size_t len;
 
         switch (op & 7) {
@@ -133,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case OP_CHECKPOINT_BEGIN:
             colo_matcher_checkpoint_begin(fz.m);
+            protected = true;
             break;
         case OP_CHECKPOINT_DONE:
             colo_matcher_checkpoint_done(fz.m);
@@ -142,11 +146,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case OP_FAILOVER:
             colo_matcher_flush(fz.m, true);
-            break;
+            protected = false;
+            continue;
+        }
+        if (protected &&
+            colo_matcher_stats(fz.m)->released_unmatched != unmatched) {
+            abort();
         }
     }
+    /* A failover releases whatever was still held: nothing may be left. */
+    colo_matcher_flush(fz.m, true);
     colo_matcher_free(fz.m);
-    /* Freeing releases whatever was still held: nothing may be left. */
     if (fz.released != fz.primary_in ||
         g_hash_table_size(fz.pending) != 0) {
         abort();

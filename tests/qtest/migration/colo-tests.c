@@ -26,8 +26,11 @@
 #include "migration/migration-util.h"
 #include "qobject/qdict.h"
 #include "qemu/atomic.h"
+#include "qemu/bswap.h"
+#include "qemu/sockets.h"
 #include <poll.h>
 #include <netinet/in.h>
+#include "../../unit/colo/colo-test-frames.h"
 
 #define COLO_CHECKPOINTS_BEFORE_FAILOVER 3
 #define COLO_CHECKPOINT_DELAY_MS 300
@@ -56,7 +59,32 @@ typedef struct {
     MemType mem_type;       /* what backs guest RAM */
     bool auto_failover;     /* colo-auto-failover on both sides */
     unsigned peer_timeout_ms;   /* colo-peer-timeout, 0 for the tests' */
+    bool compare;           /* a colo-compare on the primary, see below */
+    unsigned delay_ms;      /* x-checkpoint-delay, 0 for the tests' */
 } ColoTestCase;
+
+/* Long enough that only colo-compare asks for checkpoints. */
+#define COLO_NO_PERIODIC_MS (3600 * 1000)
+
+/*
+ * With ColoTestCase.compare the primary runs the documented output path:
+ * colo-compare, whose output a filter-redirector (indev) injects into the
+ * netdev of the VM's NIC.  The test writes what each VM would send into
+ * colo-compare's inputs and reads "the wire", the netdev's socket.  Tests
+ * run one at a time, so one rig will do.
+ */
+#define COLO_COMPARE_TIMEOUT_MS 300
+/* How long the test waits for a packet that must come out. */
+#define COLO_COMPARE_READ_S 60
+
+typedef struct {
+    int pri;                /* the test's end of primary_in */
+    int sec;                /* ... of secondary_in */
+    int out;                /* ... of the NIC's netdev: the wire */
+    int qemu_fds[5];        /* QEMU's ends, closed once it has them */
+} ColoCompareRig;
+
+static ColoCompareRig colo_rig;
 
 /* What one VM's QMP events told us. */
 typedef struct {
@@ -296,6 +324,134 @@ static void colo_decide(QTestState *who, const char *mode,
     colo_assert_progress(serial);
 }
 
+/* ---- The colo-compare rig ---- */
+
+static int colo_socket_pair(int *ours)
+{
+    int sv[2];
+    struct timeval tv = { .tv_sec = COLO_COMPARE_READ_S };
+
+    /* Not qemu_socketpair(): QEMU must inherit sv[1] across exec. */
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    g_assert_cmpint(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv,
+                               sizeof(tv)), ==, 0);
+    *ours = sv[0];
+    return sv[1];
+}
+
+/* The same NIC on both sides; only the primary's reaches the test. */
+#define COLO_NIC "-device e1000,netdev=hn0,romfile= "
+
+/* The primary's command line for the rig. */
+static char *colo_compare_rig_open(void)
+{
+    ColoCompareRig *r = &colo_rig;
+    int out_back;
+
+    r->qemu_fds[0] = colo_socket_pair(&r->pri);
+    r->qemu_fds[1] = colo_socket_pair(&r->sec);
+    r->qemu_fds[2] = colo_socket_pair(&r->out);
+    /* colo-compare's outdev to the redirector's indev, both in QEMU. */
+    r->qemu_fds[3] = colo_socket_pair(&out_back);
+    r->qemu_fds[4] = out_back;
+    return g_strdup_printf(
+        "-netdev socket,id=hn0,fd=%d " COLO_NIC
+        "-chardev socket,id=cmp-pri,fd=%d "
+        "-chardev socket,id=cmp-sec,fd=%d "
+        "-chardev socket,id=cmp-out,fd=%d "
+        "-chardev socket,id=cmp-back,fd=%d "
+        "-object filter-redirector,id=redire0,netdev=hn0,queue=rx,"
+        "indev=cmp-back "
+        "-object iothread,id=cmp-iot "
+        "-object colo-compare,id=cmp,primary_in=cmp-pri,"
+        "secondary_in=cmp-sec,outdev=cmp-out,iothread=cmp-iot,"
+        "compare_timeout=%d,expired_scan_cycle=50",
+        r->qemu_fds[2], r->qemu_fds[0], r->qemu_fds[1], r->qemu_fds[3],
+        r->qemu_fds[4], COLO_COMPARE_TIMEOUT_MS);
+}
+
+static void colo_compare_rig_started(void)
+{
+    for (int i = 0; i < ARRAY_SIZE(colo_rig.qemu_fds); i++) {
+        close(colo_rig.qemu_fds[i]);
+    }
+}
+
+static void colo_compare_rig_close(void)
+{
+    close(colo_rig.pri);
+    close(colo_rig.sec);
+    close(colo_rig.out);
+}
+
+/* One frame into a colo-compare input, framed as the filters do. */
+static void colo_compare_send(int fd, GByteArray *frame)
+{
+    uint32_t be_len = cpu_to_be32(frame->len);
+
+    g_assert_cmpint(qemu_send_full(fd, &be_len, 4), ==, 4);
+    g_assert_cmpint(qemu_send_full(fd, frame->data, frame->len), ==,
+                    frame->len);
+}
+
+/* Whether the wire has something to read within @ms. */
+static bool colo_compare_out_ready(int ms)
+{
+    struct pollfd pfd = { .fd = colo_rig.out, .events = POLLIN };
+
+    return poll(&pfd, 1, ms) == 1;
+}
+
+static void colo_compare_recv_full(void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = recv(colo_rig.out, (char *)buf + got, len - got, 0);
+
+        g_assert_cmpint(n, >, 0);   /* EOF or COLO_COMPARE_READ_S passed */
+        got += n;
+    }
+}
+
+/* The next frame on the wire must be @expect. */
+static void colo_compare_expect(GByteArray *expect)
+{
+    uint32_t be_len;
+    g_autofree uint8_t *buf = NULL;
+
+    colo_compare_recv_full(&be_len, 4);
+    g_assert_cmpuint(be32_to_cpu(be_len), ==, expect->len);
+    buf = g_malloc(expect->len);
+    colo_compare_recv_full(buf, expect->len);
+    g_assert_cmpmem(buf, expect->len, expect->data, expect->len);
+}
+
+static uint64_t colo_compare_counter(QTestState *who, const char *name)
+{
+    QDict *rsp = qtest_qmp(who,
+        "{ 'execute': 'qom-get', 'arguments': "
+        "{ 'path': '/objects/cmp', 'property': %s } }", name);
+    uint64_t value;
+
+    g_assert(qdict_haskey(rsp, "return"));
+    value = qdict_get_uint(rsp, "return");
+
+    qobject_unref(rsp);
+    return value;
+}
+
+/* COLO's start counts as the first checkpoint colo-compare sees. */
+static void colo_compare_wait_protected(QTestState *from)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (colo_compare_counter(from, "checkpoints") < 1) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
 /* Start both VMs, ready to migrate with x-colo. */
 static void colo_prepare(const ColoTestCase *tc, QTestState **from,
                          QTestState **to, ColoEvents *src_ev,
@@ -305,13 +461,19 @@ static void colo_prepare(const ColoTestCase *tc, QTestState **from,
      * Both VMs run on this host from the same boot disk; -snapshot keeps
      * them from fighting over its image lock.
      */
-    g_autofree char *machine = g_strdup_printf("-machine %s -snapshot",
-                                               tc->machine);
+    g_autofree char *compare = tc->compare ? colo_compare_rig_open() : NULL;
+    g_autofree char *machine = g_strdup_printf("-machine %s -snapshot %s",
+                                               tc->machine,
+                                               compare ? compare : "");
+    g_autofree char *target = g_strdup_printf("-machine %s -snapshot %s",
+                                              tc->machine, tc->compare ?
+                                              "-netdev hubport,id=hn0,hubid=0 "
+                                              COLO_NIC : "");
     MigrateStart args = {
         .hide_stderr = true,
         .oob = true,
         .opts_source = machine,
-        .opts_target = machine,
+        .opts_target = target,
         .mem_type = tc->mem_type,
     };
 
@@ -322,6 +484,9 @@ static void colo_prepare(const ColoTestCase *tc, QTestState **from,
 
     /* Deferred: multifd parameters must be set before incoming starts. */
     g_assert_cmpint(migrate_start(from, to, "defer", &args), ==, 0);
+    if (tc->compare) {
+        colo_compare_rig_started();
+    }
     qtest_qmp_set_event_callback(*from, colo_watch_events, src_ev);
     qtest_qmp_set_event_callback(*to, colo_watch_events, dst_ev);
 
@@ -339,7 +504,7 @@ static void colo_prepare(const ColoTestCase *tc, QTestState **from,
     }
     migrate_incoming_qmp(*to, "tcp:127.0.0.1:0", NULL, "{}");
     migrate_set_parameter_int(*from, "x-checkpoint-delay",
-                              COLO_CHECKPOINT_DELAY_MS);
+                              tc->delay_ms ?: COLO_CHECKPOINT_DELAY_MS);
     /* The guest dirties memory as fast as TCG lets it: allow a long stop. */
     migrate_ensure_converge(*from);
 
@@ -658,7 +823,9 @@ static void colo_start_relayed(const ColoTestCase *tc, QTestState **from,
     colo_prepare(tc, from, to, src_ev, dst_ev);
     relay_uri = colo_relay_start(relay, *to);
     colo_migrate(*from, *to, relay_uri);
-    colo_wait_checkpoint(*to, dst_ev);
+    if (!tc->delay_ms) {
+        colo_wait_checkpoint(*to, dst_ev);
+    }
 }
 
 static void colo_end_relayed(QTestState *from, QTestState *to,
@@ -738,6 +905,101 @@ static void colo_test_partition(const void *opaque)
     colo_assert_frozen(to, "dest_serial");
     colo_assert_status(to, "secondary", "secondary", "peer-lost");
     colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
+}
+
+/* ---- Output commit, through the primary's colo-compare ---- */
+
+static const TfFlow colo_udp_flow = {
+    .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 },
+    .sport = 5353, .dport = 40000,
+};
+
+/*
+ * A packet the secondary also sent leaves at once.  One it never sends
+ * waits for the checkpoint that its timeout asks for, and leaves once the
+ * secondary has loaded that checkpoint: never on the timeout alone.
+ */
+static void colo_test_output_commit(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    g_autoptr(GByteArray) same = tf_udp(&colo_udp_flow, "same", 4, 1);
+    g_autoptr(GByteArray) alone = tf_udp(&colo_udp_flow, "alone", 5, 2);
+    unsigned loaded;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_compare_wait_protected(from);
+
+    colo_compare_send(colo_rig.pri, same);
+    colo_compare_send(colo_rig.sec, same);
+    colo_compare_expect(same);
+    g_assert_cmpuint(colo_compare_counter(from, "matched"), ==, 1);
+
+    colo_pump_events(to);
+    loaded = dst_ev.resumes;
+    colo_compare_send(colo_rig.pri, alone);
+    colo_compare_expect(alone);
+    /* The secondary loaded a checkpoint before the packet left. */
+    colo_pump_events(to);
+    g_assert_cmpuint(dst_ev.resumes, >, loaded);
+    g_assert_cmpuint(colo_compare_counter(from, "timeouts"), ==, 1);
+    g_assert_cmpuint(colo_compare_counter(from, "held-for-checkpoint"), ==,
+                     1);
+    g_assert_cmpuint(colo_compare_counter(from, "released-at-checkpoint"),
+                     ==, 1);
+    g_assert_cmpuint(colo_compare_counter(from, "released-unmatched"), ==,
+                     0);
+
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, false);
+    colo_compare_rig_close();
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+/*
+ * The link breaks with a primary packet unmatched: nothing leaves while
+ * the primary waits for the decision.  If the primary goes on alone, the
+ * packet goes out; if the secondary takes over, it never does.
+ */
+static void colo_test_output_commit_partition(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to;
+    g_autoptr(GByteArray) held = tf_udp(&colo_udp_flow, "held", 4, 1);
+    g_autoptr(GByteArray) after = tf_udp(&colo_udp_flow, "after", 5, 2);
+
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
+    colo_compare_wait_protected(from);
+    qatomic_set(&relay.frozen, 1);
+    colo_compare_send(colo_rig.pri, held);
+
+    colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
+    g_assert(!colo_compare_out_ready(COLO_COMPARE_TIMEOUT_MS * 3));
+    g_assert_cmpuint(colo_compare_counter(from, "held-for-checkpoint"), ==,
+                     1);
+
+    if (tc->survivor == COLO_FAIL_PRIMARY) {
+        colo_decide(from, "primary", "src_serial");
+        colo_compare_expect(held);
+        /* Nothing is compared any more. */
+        colo_compare_send(colo_rig.pri, after);
+        colo_compare_expect(after);
+        g_assert_cmpuint(colo_compare_counter(from, "released-unmatched"),
+                         ==, 2);
+    } else {
+        colo_decide(to, "secondary", "dest_serial");
+        colo_assert_status(from, "primary", "primary", "peer-lost");
+        g_assert(!colo_compare_out_ready(COLO_COMPARE_TIMEOUT_MS * 3));
+        g_assert_cmpuint(colo_compare_counter(from, "released"), ==, 0);
+    }
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
+    colo_compare_rig_close();
 }
 
 /*
@@ -1199,6 +1461,21 @@ void migration_test_add_colo(MigrationTestEnv *env)
                        colo_test_multifd_compression_refused);
     migration_test_add("/migration/colo/errors/short_timeouts_refused",
                        colo_test_short_timeouts_refused);
+
+    colo_add("net/output_commit", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .compare = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
+    }, colo_test_output_commit);
+    colo_add("net/partition_primary_goes_on", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .compare = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
+        .survivor = COLO_FAIL_PRIMARY,
+    }, colo_test_output_commit_partition);
+    colo_add("net/partition_secondary_takes_over", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .compare = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
+        .survivor = COLO_FAIL_SECONDARY,
+    }, colo_test_output_commit_partition);
 
     colo_add("verify/catches_hidden_write", (ColoTestCase) {
         .machine = "pc", .return_path = true, .mem_type = MEM_TYPE_MEMFD,

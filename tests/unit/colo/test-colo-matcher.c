@@ -64,6 +64,19 @@ static T *t_new(void)
     return t_new_with(64, 64);
 }
 
+static void checkpoint(T *t)
+{
+    colo_matcher_checkpoint_begin(t->m);
+    colo_matcher_checkpoint_done(t->m);
+}
+
+/* COLO has started: a first checkpoint made the secondary a replica. */
+static void protect(T *t)
+{
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 0);
+}
+
 static void t_free(T *t)
 {
     colo_matcher_free(t->m);
@@ -384,6 +397,7 @@ static void test_udp_icmp_arp(void)
     t_free(t);
 }
 
+/* Before COLO's first checkpoint a frame without a partner times out. */
 static void test_timeout(void)
 {
     T *t = t_new();
@@ -411,6 +425,7 @@ static void test_timeout(void)
     t_free(t);
 }
 
+/* ... and, with no replica yet, an overflowing queue releases. */
 static void test_queue_full(void)
 {
     T *t = t_new_with(64, 4);
@@ -465,30 +480,51 @@ static void test_flush_bypass(void)
     t_free(t);
 }
 
+static GByteArray *cut_frame(GByteArray *whole, guint len)
+{
+    GByteArray *cut = g_byte_array_new();
+
+    g_byte_array_append(cut, whole->data, len);
+    return cut;
+}
+
+/*
+ * Every truncation of a TCP frame: never a crash, and the same malformed
+ * frame from both sides is a match, compared whole.
+ */
 static void test_malformed(void)
 {
     T *t = t_new();
     GByteArray *good = tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL);
 
-    /* Every truncation of a TCP frame: primary out at once, never a crash. */
+    protect(t);
     for (guint len = 0; len < good->len; len++) {
-        GByteArray *cut = g_byte_array_new();
-
-        g_byte_array_append(cut, good->data, len);
-        feed(t, P, cut);
-        cut = g_byte_array_new();
-        g_byte_array_append(cut, good->data, len);
-        feed(t, S, cut);
+        feed(t, P, cut_frame(good, len));
+        feed(t, S, cut_frame(good, len));
+        g_assert_cmpuint(t->out->len, ==, len + 1);
     }
-    g_assert_cmpuint(colo_matcher_stats(t->m)->parse[P].malformed, >, 0);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->parse[P].malformed, ==,
+                     good->len);
     g_assert_cmpuint(colo_matcher_stats(t->m)->parse[S].malformed, ==,
-                     colo_matcher_stats(t->m)->parse[P].malformed);
+                     good->len);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->matched, ==, good->len);
     g_assert_cmpuint(t_diverged_total(t), ==, 0);
+
+    /* Different malformed output is a difference like any other. */
+    feed(t, P, cut_frame(good, 20));
+    feed(t, S, cut_frame(good, 21));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    g_assert_cmpuint(t->out->len, ==, good->len);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, good->len + 1);
     g_byte_array_unref(good);
     t_free(t);
 }
 
-/* A connection evicted from a full table releases what it held. */
+/*
+ * Before COLO's first checkpoint there is no replica to protect: a
+ * connection evicted from a full table releases what it held.
+ */
 static void test_eviction_releases(void)
 {
     T *t = t_new_with(2, 64);
@@ -500,6 +536,7 @@ static void test_eviction_releases(void)
         feed(t, P, tf_udp(&fl, "q", 1, 1));
     }
     g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_EVICTED], ==, 1);
     g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
     t_free(t);
 }
@@ -515,6 +552,169 @@ static void test_free_releases(void)
     colo_matcher_free(t->m);
     t->m = NULL;
     g_assert_cmpuint(out->len, ==, 2);
+    g_ptr_array_unref(t->out);
+    g_ptr_array_unref(out);
+    g_free(t);
+}
+
+/*
+ * Output commit: once COLO runs, a frame that timed out waits for the
+ * checkpoint it asks for, and nothing overtakes it.
+ */
+static void test_timeout_waits_for_checkpoint(void)
+{
+    T *t = t_new();
+    const ColoMatcherStats *st = colo_matcher_stats(t->m);
+
+    protect(t);
+    handshake(t, PISN);
+    feed_at(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "alone"), 100);
+    colo_matcher_expire(t->m, 3100 * MS);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_TIMEOUT], ==, 1);
+    g_assert_cmpuint(st->held_for_checkpoint, ==, 1);
+
+    /* A match on another flow queues behind it. */
+    feed_at(t, P, tf_udp(&guest_out2, "u", 1, 1), 3200);
+    feed_at(t, S, tf_udp(&guest_out2, "u", 1, 2), 3200);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    /* Nothing leaves on time alone, however long. */
+    colo_matcher_expire(t->m, 60000 * MS);
+    g_assert_cmpuint(t->out->len, ==, 1);
+
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    assert_out(t, 1, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "alone"));
+    assert_out(t, 2, tf_udp(&guest_out2, "u", 1, 1));
+    g_assert_cmpuint(st->released_unmatched, ==, 0);
+    g_assert_cmpuint(st->released_checkpoint, ==, 2);
+    t_free(t);
+}
+
+/* However many frames give up, one request per checkpoint. */
+static void test_one_request_per_checkpoint(void)
+{
+    T *t = t_new();
+
+    protect(t);
+    for (int i = 0; i < 5; i++) {
+        TfFlow fl = guest_out;
+
+        fl.dport = 50000 + i;
+        feed_at(t, P, tf_udp(&fl, "q", 1, 1), i * 100);
+        feed_at(t, S, tf_udp(&fl, "r", 1, 1), i * 100);
+        colo_matcher_expire(t->m, 10000 * MS + i * MS);
+    }
+    g_assert_cmpuint(colo_matcher_stats(t->m)->diverged[COLO_DIVERGED_PAYLOAD],
+                     ==, 5);
+    g_assert_cmpuint(t_diverged_total(t), ==, 1);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 5);
+    feed(t, P, tf_udp(&guest_out2, "a", 1, 1));
+    feed(t, S, tf_udp(&guest_out2, "b", 1, 1));
+    g_assert_cmpuint(t_diverged_total(t), ==, 2);
+    t_free(t);
+}
+
+/* An overflowing queue parks its oldest frame for a checkpoint. */
+static void test_queue_full_waits_for_checkpoint(void)
+{
+    T *t = t_new_with(64, 4);
+
+    protect(t);
+    handshake(t, PISN);
+    for (int i = 0; i < 5; i++) {
+        feed(t, P, tf_tcp(&guest_out, PISN + 1 + i, CACK, TF_ACK, "z"));
+    }
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_QUEUE_FULL], ==, 1);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    /* The rest still match, but may not overtake the parked frame. */
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "zzzzz"));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 6);
+    for (int i = 0; i < 5; i++) {
+        assert_out(t, 1 + i, tf_tcp(&guest_out, PISN + 1 + i, CACK, TF_ACK,
+                                    "z"));
+    }
+    t_free(t);
+}
+
+/* A connection evicted while it holds output asks for a checkpoint. */
+static void test_eviction_waits_for_checkpoint(void)
+{
+    T *t = t_new_with(2, 64);
+
+    protect(t);
+    for (int i = 0; i < 3; i++) {
+        TfFlow fl = guest_out;
+
+        fl.dport = 50000 + i;
+        feed(t, P, tf_udp(&fl, "q", 1, 1));
+    }
+    g_assert_cmpuint(t->out->len, ==, 0);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_EVICTED], ==, 1);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 3);
+    /* The evicted frame first; connections have no order among them. */
+    {
+        TfFlow fl = guest_out;
+
+        fl.dport = 50000;
+        assert_out(t, 0, tf_udp(&fl, "q", 1, 1));
+    }
+    t_free(t);
+}
+
+/* A primary frame in flight while both VMs are paused: covered. */
+static void test_in_flight_during_checkpoint(void)
+{
+    T *t = t_new();
+
+    protect(t);
+    colo_matcher_checkpoint_begin(t->m);
+    feed(t, P, tf_udp(&guest_out2, "late", 4, 1));
+    feed(t, S, tf_udp(&guest_out2, "old", 3, 1));
+    colo_matcher_expire(t->m, 60000 * MS);
+    g_assert_cmpuint(t->out->len, ==, 0);
+    colo_matcher_checkpoint_done(t->m);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+/* The primary goes on alone: what waited for a checkpoint goes out. */
+static void test_flush_releases_parked(void)
+{
+    T *t = t_new();
+
+    protect(t);
+    feed_at(t, P, tf_udp(&guest_out2, "a", 1, 1), 0);
+    colo_matcher_expire(t->m, 5000 * MS);
+    feed_at(t, P, tf_udp(&guest_out, "b", 1, 1), 5000);
+    g_assert_cmpuint(t->out->len, ==, 0);
+    colo_matcher_flush(t->m, true);
+    g_assert_cmpuint(t->out->len, ==, 2);
+    assert_out(t, 0, tf_udp(&guest_out2, "a", 1, 1));
+    assert_out(t, 1, tf_udp(&guest_out, "b", 1, 1));
+    g_assert_cmpuint(colo_matcher_stats(t->m)->released_unmatched, ==, 2);
+    t_free(t);
+}
+
+/* Freed while COLO runs: what a checkpoint owed is dropped, not sent. */
+static void test_free_drops_when_protected(void)
+{
+    T *t = t_new();
+    GPtrArray *out = g_ptr_array_ref(t->out);
+
+    protect(t);
+    feed_at(t, P, tf_udp(&guest_out2, "a", 1, 1), 0);
+    colo_matcher_expire(t->m, 5000 * MS);
+    feed(t, P, tf_arp(3));
+    colo_matcher_free(t->m);
+    t->m = NULL;
+    g_assert_cmpuint(out->len, ==, 0);
     g_ptr_array_unref(t->out);
     g_ptr_array_unref(out);
     g_free(t);
@@ -575,5 +775,19 @@ int main(int argc, char **argv)
                     test_eviction_releases);
     g_test_add_func("/colo/matcher/free-releases", test_free_releases);
     g_test_add_func("/colo/matcher/vnet-header", test_vnet_header);
+    g_test_add_func("/colo/matcher/commit/timeout-waits",
+                    test_timeout_waits_for_checkpoint);
+    g_test_add_func("/colo/matcher/commit/one-request-per-checkpoint",
+                    test_one_request_per_checkpoint);
+    g_test_add_func("/colo/matcher/commit/queue-full-waits",
+                    test_queue_full_waits_for_checkpoint);
+    g_test_add_func("/colo/matcher/commit/eviction-waits",
+                    test_eviction_waits_for_checkpoint);
+    g_test_add_func("/colo/matcher/commit/in-flight-during-checkpoint",
+                    test_in_flight_during_checkpoint);
+    g_test_add_func("/colo/matcher/commit/flush-releases-parked",
+                    test_flush_releases_parked);
+    g_test_add_func("/colo/matcher/commit/free-drops",
+                    test_free_drops_when_protected);
     return g_test_run();
 }
