@@ -42,6 +42,7 @@
 #include "block/blockjob.h"
 #include "block/replication.h"
 #include "system/block-backend.h"
+#include "system/runstate.h"
 #include "trace.h"
 
 #define REPLICATION_OPT_MODE    "mode"
@@ -143,6 +144,11 @@ typedef struct BDRVReplicationState {
     BdrvChild *hidden;          /* writable link to empty the hidden disk */
     BlockDriverState *top_bs;   /* the blocked root, NULL when unblocked */
     Error *top_blocker;
+
+    /* Primary, while replicating: the node may not leave its quorum. */
+    Error *detach_blocker;
+    BlockDriverState *detach_bs;    /* the node the blocker is on */
+    Notifier exit_notifier;         /* registered with the blocker */
     BlockJob *backup_job;       /* secondary -> hidden copy-before-write */
     BlockJob *commit_job;       /* active + hidden -> secondary */
 } BDRVReplicationState;
@@ -479,6 +485,50 @@ static void repl_top_unblock(BlockDriverState *bs)
     }
 }
 
+/*
+ * A primary node taken out of its quorum (x-blockdev-change, drive_del)
+ * would go on checkpointing while the secondary's disk receives nothing.
+ */
+static void repl_primary_unblock_detach(BlockDriverState *bs)
+{
+    BDRVReplicationState *s = bs->opaque;
+
+    if (s->detach_blocker) {
+        notifier_remove(&s->exit_notifier);
+        bdrv_op_unblock(bs, BLOCK_OP_TYPE_DRIVE_DEL, s->detach_blocker);
+        error_free(s->detach_blocker);
+        s->detach_blocker = NULL;
+        s->detach_bs = NULL;
+    }
+}
+
+/*
+ * QEMU deletes every node on its way out, and a node must have no
+ * blockers left by then.  Any shutdown request lifts the guard: with
+ * -no-shutdown a powered-off guest leaves it lifted, which only gives an
+ * operator back the choice to detach the node.
+ */
+static void repl_primary_exit(Notifier *n, void *data)
+{
+    BDRVReplicationState *s = container_of(n, BDRVReplicationState,
+                                           exit_notifier);
+
+    repl_primary_unblock_detach(s->detach_bs);
+}
+
+static void repl_primary_block_detach(BlockDriverState *bs)
+{
+    BDRVReplicationState *s = bs->opaque;
+
+    assert(!s->detach_blocker);
+    error_setg(&s->detach_blocker, "Replication node '%s' is replicating; "
+               "it can be removed once COLO has ended", repl_name(bs));
+    bdrv_op_block(bs, BLOCK_OP_TYPE_DRIVE_DEL, s->detach_blocker);
+    s->detach_bs = bs;
+    s->exit_notifier.notify = repl_primary_exit;
+    qemu_register_shutdown_notifier(&s->exit_notifier);
+}
+
 static void repl_backup_done(void *opaque, int ret)
 {
     BlockDriverState *bs = opaque;
@@ -714,11 +764,21 @@ static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
 {
     BDRVReplicationState *s = bs->opaque;
     int io_error = qatomic_read(&s->io_error);
+    bool orphan;
 
     if (io_error) {
         error_setg_errno(errp, -io_error, "Replication node '%s' cannot "
                          "checkpoint: I/O to the secondary failed",
                          repl_name(bs));
+        return;
+    }
+    /* However it got there, a node nobody writes through replicates nothing. */
+    bdrv_graph_rdlock_main_loop();
+    orphan = QLIST_EMPTY(&bs->parents);
+    bdrv_graph_rdunlock_main_loop();
+    if (orphan) {
+        error_setg(errp, "Replication node '%s' cannot checkpoint: it is "
+                   "no longer part of a disk", repl_name(bs));
     }
 }
 
@@ -740,6 +800,9 @@ static void repl_start(ReplicationState *rs, ReplicationMode mode,
     s->bg_error = NULL;
     qatomic_set(&s->io_error, 0);
     s->role = mode;
+    if (mode == REPLICATION_MODE_PRIMARY) {
+        repl_primary_block_detach(bs);
+    }
     repl_set_state(bs, REPL_NODE_REPLICATING);
 }
 
@@ -770,6 +833,7 @@ static void repl_stop(ReplicationState *rs, bool failover, Error **errp)
         return;
     }
     if (s->role == REPLICATION_MODE_PRIMARY) {
+        repl_primary_unblock_detach(bs);
         repl_set_state(bs, REPL_NODE_STOPPED);
         return;
     }
@@ -846,6 +910,7 @@ static void repl_close(BlockDriverState *bs)
         repl_top_unblock(bs);
         repl_set_state(bs, REPL_NODE_IDLE);
     }
+    repl_primary_unblock_detach(bs);
     assert(!s->backup_job && !s->commit_job && !s->hidden && !s->top_bs);
     replication_remove(s->rs);
     s->rs = NULL;

@@ -33,7 +33,10 @@
 #include "qemu/rcu.h"
 #include "io/channel-buffer.h"
 #include "block/aio.h"
+#include "block/export.h"
 #include "block/replication.h"
+#include "qapi/qapi-commands-block-export.h"
+#include "system/block-backend.h"
 #include "net/filter.h"
 #include "system/runstate.h"
 #include "migration/blocker.h"
@@ -312,11 +315,43 @@ static bool colo_secondary_loop(ColoSecondary *sec, Error **errp)
     return true;
 }
 
+/*
+ * The primary may still be alive and writing through its replication
+ * link.  Its writes must stop reaching the secondary disk before
+ * replication stops saving that disk's old data, or they would land in
+ * the survivor's disk unprotected.  On a COLO secondary the writable NBD
+ * exports are the primary's way in: close them, and let the writes they
+ * have in flight finish while the old data is still saved.
+ */
+static void colo_secondary_fence_exports(void)
+{
+    g_autoptr(BlockExportInfoList) exports = qmp_query_block_exports(NULL);
+
+    for (BlockExportInfoList *e = exports; e; e = e->next) {
+        BlockExport *exp = blk_exp_find(e->value->id);
+        uint64_t perm, shared;
+
+        if (!exp || e->value->type != BLOCK_EXPORT_TYPE_NBD) {
+            continue;
+        }
+        blk_get_perm(exp->blk, &perm, &shared);
+        if (!(perm & BLK_PERM_WRITE)) {
+            continue;
+        }
+        trace_colo_secondary_fence_export(e->value->id);
+        blk_exp_ref(exp);
+        blk_exp_request_shutdown(exp);
+        blk_drain(exp->blk);
+        blk_exp_unref(exp);
+    }
+}
+
 /* The primary is gone, or the user said so: run on from the last checkpoint. */
 static void colo_secondary_take_over(ColoSecondary *sec)
 {
     colo_failover_begin();
     bql_lock();
+    colo_secondary_fence_exports();
     colo_run_alone_locked();
     if (sec->state_broken) {
         /* Running a half-loaded machine would be worse than not running. */

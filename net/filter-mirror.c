@@ -79,7 +79,7 @@ typedef struct MirrorState {
     /* Draining indev after a failover switched the redirector off. */
     QEMUTimer *drain_timer;
     int64_t drain_started_ms;
-    int64_t drain_last_read_ms;
+    int64_t drain_last_read_ms; /* 0 until the first tick */
 } MirrorState;
 
 typedef enum MirrorCounter {
@@ -191,7 +191,7 @@ static void redirector_read(void *opaque, const uint8_t *buf, int size)
 {
     MirrorState *s = opaque;
 
-    if (s->drain_timer) {
+    if (s->drain_timer && s->drain_last_read_ms) {
         s->drain_last_read_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     }
     colo_frame_reader_feed(&s->reader, buf, size, redirector_inject, s);
@@ -312,6 +312,14 @@ static void redirector_drain_tick(void *opaque)
     MirrorState *s = opaque;
     int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
 
+    /*
+     * The failover ran with the BQL held, so the main loop may not have
+     * polled indev yet: quiet counts from the first tick.
+     */
+    if (!s->drain_last_read_ms) {
+        s->drain_started_ms = now;
+        s->drain_last_read_ms = now;
+    }
     if (now - s->drain_last_read_ms < REDIRECTOR_DRAIN_QUIET_MS &&
         now - s->drain_started_ms < REDIRECTOR_DRAIN_MAX_MS) {
         timer_mod(s->drain_timer, now + REDIRECTOR_DRAIN_QUIET_MS / 2);
@@ -339,8 +347,7 @@ static void redirector_handle_event(NetFilterState *nf, int event,
         return;
     }
     now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-    s->drain_started_ms = now;
-    s->drain_last_read_ms = now;
+    s->drain_last_read_ms = 0;
     s->drain_timer = timer_new_ms(QEMU_CLOCK_REALTIME, redirector_drain_tick,
                                   s);
     timer_mod(s->drain_timer, now + REDIRECTOR_DRAIN_QUIET_MS / 2);

@@ -38,8 +38,15 @@ Case "secondary": primary writes are invisible to the SVM until the next
 checkpoint and then equal; the SVM's writes vanish at the next
 checkpoint; after the primary is killed the secondary's disk is the last
 checkpoint plus the SVM's own writes since (and not the primary's writes
-since), both live and in its image file after it quits.
-Case "primary": after the secondary is killed, writes on the primary
+since), both live and in its image file after it quits.  The primary is
+shut down with quit while it replicates, and must exit cleanly.
+Case "secondary-live-primary": the secondary takes over while the
+primary still runs and writes through its replication link; the writable
+NBD export closes before the commit, so none of those writes reaches the
+survivor's disk.
+Case "primary": while COLO runs the replication child can be neither
+detached from the quorum nor deleted; after the secondary is killed,
+writes on the primary
 succeed with no I/O error, before and after COLO notices (the quorum
 reports the dead child with QUORUM_REPORT_BAD), the replication child is
 removed as documented, and the primary's image holds every write.
@@ -323,13 +330,44 @@ def case_secondary_survives(p, model):
     p.assert_quiet()
     p.expect(p.sec, expected, "SVM: checkpoint + own writes")
 
-    p.pri.kill()
+    # The primary is shut down while it replicates: a clean exit.
+    p.pri.shutdown(timeout=60)
+    assert p.pri.exitcode() == 0, f"primary exit code {p.pri.exitcode()}"
     wait_colo_exit(p.sec)
     wait_until("the commit of the active and hidden disks",
                lambda: "active0" not in node_names(p.sec), timeout=60)
     p.expect(p.sec, expected,
              "after failover: last checkpoint + the SVM's own writes")
     w = (0x51, 3 * MiB, 64 * 1024)
+    p.qemu_io(p.sec, *w)
+    expected.write(*w)
+    p.expect(p.sec, expected, "writes go on after failover")
+    assert_running(p.sec)
+    assert_no_io_error(p.sec)
+    return expected
+
+
+def case_secondary_takes_over_live_primary(p, model):
+    """The secondary is told to take over while the primary still runs and
+    writes: none of the primary's later writes may reach its disk."""
+    p.checkpoint(model)
+    expected = p.ckpt.copy()
+    w = (0x91, 4 * MiB, 64 * 1024)
+    p.qemu_io(p.sec, *w)
+    expected.write(*w)
+    p.assert_quiet()
+
+    decide_failover(p.sec)
+    wait_until("the commit of the active and hidden disks",
+               lambda: "active0" not in node_names(p.sec), timeout=60)
+    # The primary has not been told anything and writes on.
+    for w in [(0xa1, 4 * MiB + 32 * 1024, 64 * 1024), (0xa2, 6 * MiB, 4096),
+              (0xa3, 0, 512)]:
+        p.qemu_io(p.pri, *w)
+    p.expect(p.sec, expected,
+             "the survivor: last checkpoint + its own writes, nothing the "
+             "primary wrote after the failover")
+    w = (0xb1, 8 * MiB, 4096)
     p.qemu_io(p.sec, *w)
     expected.write(*w)
     p.expect(p.sec, expected, "writes go on after failover")
@@ -345,6 +383,15 @@ def case_primary_survives(p, model):
         model.write(*w)
     p.checkpoint(model)
     p.expect(p.sec, model, "after a checkpoint SVM == PVM")
+
+    # While COLO runs, the replication child may not leave the quorum.
+    resp = p.pri.qmp("x-blockdev-change", parent="colo-disk0",
+                     child="children.1")
+    assert "is replicating" in resp.get("error", {}).get("desc", ""), resp
+    out = hmp(p.pri, "drive_del replication0")
+    assert "is replicating" in out, f"drive_del: {out}"
+    assert "replication0" in node_names(p.pri)
+    p.checkpoint(model)
 
     p.sec.kill()
     # Before and after COLO notices, writes succeed on the local disk.
@@ -428,10 +475,11 @@ def run_case(name, case):
                 dump_logs(pri.vm, sec.vm)
                 raise
             survivor, image = ((sec, paths["secondary.raw"])
-                               if name == "secondary"
+                               if name.startswith("secondary")
                                else (pri, paths["primary.raw"]))
-            if sec is not survivor:
-                sec.vm.kill()
+            for side in (pri, sec):
+                if side is not survivor and side.vm.is_running():
+                    side.vm.kill()
             survivor.vm.shutdown(timeout=30)
             pair.check_io_log(survivor.vm)
         if file_digest(image) != expected.digest():
@@ -444,6 +492,7 @@ def run_case(name, case):
 
 def main():
     run_case("secondary", case_secondary_survives)
+    run_case("secondary-live-primary", case_secondary_takes_over_live_primary)
     run_case("primary", case_primary_survives)
     run_case("link", case_link_lost)
     return 0

@@ -328,6 +328,8 @@ static void test_primary_restart(void)
     start_ok(REPLICATION_MODE_PRIMARY);
     fill_ok(p.pvm, AREA_D, CHUNK, P_LATER);
     expect(p.remote_view, AREA_D, CHUNK, P_LATER);
+    /* QEMU lifts the node's guard before it deletes it: stop here. */
+    replication_stop_all(false, &error_abort);
     primary_close(&p);
 }
 
@@ -387,6 +389,42 @@ static void test_primary_link_error_fails_checkpoint(void)
     fill_ok(p.pvm, AREA_C, CHUNK, P_PVM2);
     expect(p.local_view, AREA_B, CHUNK, P_PVM1);
     expect(p.local_view, AREA_C, CHUNK, P_PVM2);
+    primary_close(&p);
+}
+
+/*
+ * While it replicates, the primary node refuses to leave its quorum; if it
+ * leaves anyway, the next checkpoint fails instead of pretending.
+ */
+static void test_primary_stays_in_quorum(void)
+{
+    BlockDriverState *quorum;
+    BdrvChild *child;
+    Error *err = NULL;
+    Primary p;
+
+    primary_open(&p, false);
+    g_assert(!bdrv_op_is_blocked(p.buddy, BLOCK_OP_TYPE_DRIVE_DEL, NULL));
+    start_ok(REPLICATION_MODE_PRIMARY);
+    g_assert(bdrv_op_is_blocked(p.buddy, BLOCK_OP_TYPE_DRIVE_DEL, &err));
+    error_expect(err, "it can be removed once COLO has ended");
+
+    quorum = blk_bs(p.pvm);
+    bdrv_graph_wrlock_drained();
+    QLIST_FOREACH(child, &quorum->children, next) {
+        if (child->bs == p.buddy) {
+            break;
+        }
+    }
+    g_assert(child);
+    bdrv_del_child(quorum, child, &error_abort);
+    bdrv_graph_wrunlock();
+
+    err = NULL;
+    replication_do_checkpoint_all(&err);
+    error_expect(err, "no longer part of a disk");
+    replication_stop_all(true, &error_abort);
+    g_assert(!bdrv_op_is_blocked(p.buddy, BLOCK_OP_TYPE_DRIVE_DEL, NULL));
     primary_close(&p);
 }
 
@@ -935,6 +973,8 @@ int main(int argc, char **argv)
                     test_primary_failover);
     g_test_add_func("/replication-driver/primary/restart",
                     test_primary_restart);
+    g_test_add_func("/replication-driver/primary/stays-in-quorum",
+                    test_primary_stays_in_quorum);
     g_test_add_func("/replication-driver/primary/refusals",
                     test_primary_refusals);
     g_test_add_func("/replication-driver/primary/link-error",
