@@ -120,3 +120,19 @@ void replication_stop_all(bool failover, Error **errp)
     }
     error_propagate(errp, first);
 }
+
+char **replication_peer_links(void)
+{
+    GPtrArray *names = g_ptr_array_new();
+    ReplicationState *rs;
+
+    QTAILQ_FOREACH(rs, &replicated, next) {
+        const char *name = rs->ops->peer_link ? rs->ops->peer_link(rs) : NULL;
+
+        if (name) {
+            g_ptr_array_add(names, g_strdup(name));
+        }
+    }
+    g_ptr_array_add(names, NULL);
+    return (char **)g_ptr_array_free(names, false);
+}

@@ -863,11 +863,26 @@ static void repl_get_error(ReplicationState *rs, Error **errp)
     }
 }
 
+/* A primary writes to the secondary through its file child (NBD). */
+static const char *repl_peer_link(ReplicationState *rs)
+{
+    BlockDriverState *bs = rs->opaque;
+    BDRVReplicationState *s = bs->opaque;
+
+    GLOBAL_STATE_CODE();
+    if (s->role != REPLICATION_MODE_PRIMARY ||
+        s->state != REPL_NODE_REPLICATING || !bs->file) {
+        return NULL;
+    }
+    return bdrv_get_node_name(bs->file->bs);
+}
+
 static const ReplicationOps repl_ops = {
     .start = repl_start,
     .stop = repl_stop,
     .checkpoint = repl_checkpoint,
     .get_error = repl_get_error,
+    .peer_link = repl_peer_link,
 };
 
 /* BlockDriver */

@@ -55,6 +55,12 @@ void colo_await_decision(Error *err, void (*freeze)(void *opaque),
  * carries on regardless.
  */
 void colo_run_alone_locked(void);
+/*
+ * From any thread: shut down every channel of the migration (the main
+ * stream, its return path and the multifd channels), as a yank of the
+ * migration instance does, so that no thread stays blocked on the peer.
+ */
+void colo_cut_migration_channels(void);
 
 /*
  * Make the current side take over alone.  @why is what COLO_EXIT will say:

@@ -30,6 +30,7 @@
 #include "qemu/timer.h"
 #include "io/channel-buffer.h"
 #include "block/replication.h"
+#include "qapi/qapi-commands-yank.h"
 #include "system/runstate.h"
 #include "migration/colo.h"
 #include "migration/failover.h"
@@ -66,6 +67,7 @@ typedef struct ColoPrimary {
     bool checkpoint_wanted;     /* atomic */
     QemuMutex io_lock;
     bool io_open;               /* guarded by io_lock: the files are usable */
+    char **disk_links;          /* guarded by io_lock: nodes to the SVM */
 } ColoPrimary;
 
 static ColoPrimary primary;
@@ -106,6 +108,28 @@ void colo_primary_delay_changed(void)
  * for it.  Shutting the channel down unblocks I/O in progress; the thread
  * then sees the pending failover at its next check.
  */
+/*
+ * The disk links to a lost secondary are cut too: a hung secondary never
+ * answers their requests, and the quorum, a VM stop or a drain would wait
+ * for them for good, possibly with the BQL held.  The yank fails them.
+ */
+static void colo_primary_cut_disk_links_locked(ColoPrimary *p)
+{
+    for (char **name = p->disk_links; name && *name; name++) {
+        YankInstance inst = {
+            .type = YANK_INSTANCE_TYPE_BLOCK_NODE,
+            .u.block_node.node_name = *name,
+        };
+        YankInstanceList list = { .value = &inst };
+        Error *err = NULL;
+
+        trace_colo_primary_cut_disk_link(*name);
+        /* Only NBD registers a yank instance; other links need none. */
+        qmp_yank(&list, &err);
+        error_free(err);
+    }
+}
+
 static void colo_primary_unblock(void *opaque)
 {
     ColoPrimary *p = opaque;
@@ -113,7 +137,13 @@ static void colo_primary_unblock(void *opaque)
     WITH_QEMU_LOCK_GUARD(&p->io_lock) {
         if (p->io_open) {
             qemu_file_shutdown(p->to_svm);
+            /*
+             * A multifd channel blocked on a full socket holds the
+             * checkpoint in a sync, with the BQL: shut them all down.
+             */
+            colo_cut_migration_channels();
         }
+        colo_primary_cut_disk_links_locked(p);
     }
     qemu_sem_post(&p->wake);
 }
@@ -302,6 +332,9 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
     if (*errp) {
         return false;
     }
+    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
+        p->disk_links = replication_peer_links();
+    }
     /* The secondary starts from this state: a checkpoint like any other. */
     colo_compare_checkpoint_begin();
     colo_compare_checkpoint_done();
@@ -360,6 +393,8 @@ static void colo_primary_freeze(void *opaque)
         if (p->io_open) {
             qemu_file_shutdown(p->to_svm);
         }
+        /* Before the VM stop below, which waits for the disks. */
+        colo_primary_cut_disk_links_locked(p);
     }
     BQL_LOCK_GUARD();
     timer_del(p->timer);
@@ -420,6 +455,8 @@ static void colo_primary_teardown(ColoPrimary *p)
     p->timer = NULL;
     WITH_QEMU_LOCK_GUARD(&p->io_lock) {
         p->io_open = false;
+        g_strfreev(p->disk_links);
+        p->disk_links = NULL;
     }
     WITH_QEMU_LOCK_GUARD(&s->qemu_file_lock) {
         rp = s->rp_state.from_dst_file;

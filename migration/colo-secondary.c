@@ -85,6 +85,8 @@ static void colo_secondary_unblock(void *opaque)
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         if (sec->io_open) {
             qemu_file_shutdown(sec->from_pvm);
+            /* A multifd channel may hold the loader in a sync. */
+            colo_cut_migration_channels();
         }
     }
 }

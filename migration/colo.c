@@ -11,6 +11,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
+#include "qapi/qapi-commands-yank.h"
 #include "qapi/qapi-events-migration.h"
 #include "qemu/lockable.h"
 #include "qemu/error-report.h"
@@ -151,6 +152,17 @@ void colo_await_decision(Error *err, void (*freeze)(void *opaque),
             qemu_cond_wait(&colo.decided, &colo.lock);
         }
     }
+}
+
+void colo_cut_migration_channels(void)
+{
+    YankInstance inst = { .type = YANK_INSTANCE_TYPE_MIGRATION };
+    YankInstanceList list = { .value = &inst };
+    Error *err = NULL;
+
+    /* Not registered once the migration has been torn down: nothing to do. */
+    qmp_yank(&list, &err);
+    error_free(err);
 }
 
 void colo_run_alone_locked(void)

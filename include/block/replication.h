@@ -36,6 +36,12 @@ struct ReplicationOps {
     void (*checkpoint)(ReplicationState *rs, Error **errp);
     /* Report an error that happened in the background since the last call. */
     void (*get_error)(ReplicationState *rs, Error **errp);
+    /*
+     * Optional: the node through which this side writes to its peer (a
+     * primary's NBD client), or NULL.  Yanking its block-node instance
+     * fails the requests a lost peer will never answer.
+     */
+    const char *(*peer_link)(ReplicationState *rs);
 };
 
 struct ReplicationState {
@@ -64,5 +70,7 @@ void replication_get_error_all(Error **errp);
  * failure; reports the first failure.
  */
 void replication_stop_all(bool failover, Error **errp);
+/* The peer_link of every component that has one; free with g_strfreev(). */
+char **replication_peer_links(void);
 
 #endif /* BLOCK_REPLICATION_H */

@@ -20,6 +20,7 @@
 #include "qemu/coroutine.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
 #include "block/block.h"

@@ -44,6 +44,9 @@ Case "secondary-live-primary": the secondary takes over while the
 primary still runs and writes through its replication link; the writable
 NBD export closes before the commit, so none of those writes reaches the
 survivor's disk.
+Case "hung-secondary": the secondary is stopped with SIGSTOP while a
+primary write to it is in flight; the primary declares it lost, cuts its
+NBD link, and its monitor and disk go on (the write completes locally).
 Case "primary": while COLO runs the replication child can be neither
 detached from the quorum nor deleted; after the secondary is killed,
 writes on the primary
@@ -57,6 +60,7 @@ its local disk instead of pairing a stale secondary disk with its RAM.
 
 import hashlib
 import os
+import signal
 import random
 import shutil
 import subprocess
@@ -422,6 +426,33 @@ def case_primary_survives(p, model):
     return model
 
 
+def case_secondary_hangs(p, model):
+    """The secondary hangs (SIGSTOP) with a primary write in flight to it:
+    the primary cuts its NBD link when it declares the peer lost, so its VM
+    stop, its monitor and its disk do not wait for a reply that never
+    comes."""
+    p.pri.cmd("migrate-set-parameters", **{"colo-peer-timeout": 2000})
+    os.kill(p.sec.get_pid(), signal.SIGSTOP)
+    try:
+        # aio_write: the monitor returns before the write completes.
+        w = (0xc1, 5 * MiB, 64 * 1024)
+        out = hmp(p.pri, f'qemu-io colo-disk0 "aio_write -P {w[0]:#x} '
+                         f'{w[1]} {w[2]}"')
+        assert not out.strip(), out
+        p.writes["primary"] += 1
+        model.write(*w)
+        p.set_delay(TRIGGER_MS)
+        wait_colo_exit(p.pri)
+        w = (0xc2, 6 * MiB, 4096)
+        p.qemu_io(p.pri, *w)
+        model.write(*w)
+        p.expect(p.pri, model, "the primary's disk after the secondary hung")
+        assert_running(p.pri)
+    finally:
+        os.kill(p.sec.get_pid(), signal.SIGCONT)
+    return model
+
+
 def case_link_lost(p, model):
     """The NBD link breaks while COLO runs: the primary must not checkpoint
     a secondary disk that missed writes, but fail over and go on."""
@@ -495,6 +526,7 @@ def main():
     run_case("secondary-live-primary", case_secondary_takes_over_live_primary)
     run_case("primary", case_primary_survives)
     run_case("link", case_link_lost)
+    run_case("hung-secondary", case_secondary_hangs)
     return 0
 
 
