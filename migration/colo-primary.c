@@ -392,6 +392,7 @@ static void colo_primary_freeze(void *opaque)
     WITH_QEMU_LOCK_GUARD(&p->io_lock) {
         if (p->io_open) {
             qemu_file_shutdown(p->to_svm);
+            colo_cut_migration_channels();
         }
         /* Before the VM stop below, which waits for the disks. */
         colo_primary_cut_disk_links_locked(p);

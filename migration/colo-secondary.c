@@ -435,6 +435,7 @@ static void colo_secondary_freeze(void *opaque)
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         if (sec->io_open) {
             qemu_file_shutdown(sec->from_pvm);
+            colo_cut_migration_channels();
         }
     }
     BQL_LOCK_GUARD();
