@@ -130,21 +130,27 @@ static void colo_primary_cut_disk_links_locked(ColoPrimary *p)
     }
 }
 
-static void colo_primary_unblock(void *opaque)
+/*
+ * From any thread: cut every link to the secondary.  Besides the stream,
+ * a multifd channel blocked on a full socket may hold a checkpoint in a
+ * sync with the BQL, and the disk links hold the VM stop's drain.
+ */
+static void colo_primary_cut_peer(ColoPrimary *p)
 {
-    ColoPrimary *p = opaque;
-
     WITH_QEMU_LOCK_GUARD(&p->io_lock) {
         if (p->io_open) {
             qemu_file_shutdown(p->to_svm);
-            /*
-             * A multifd channel blocked on a full socket holds the
-             * checkpoint in a sync, with the BQL: shut them all down.
-             */
             colo_cut_migration_channels();
         }
         colo_primary_cut_disk_links_locked(p);
     }
+}
+
+static void colo_primary_unblock(void *opaque)
+{
+    ColoPrimary *p = opaque;
+
+    colo_primary_cut_peer(p);
     qemu_sem_post(&p->wake);
 }
 
@@ -389,14 +395,8 @@ static void colo_primary_freeze(void *opaque)
 {
     ColoPrimary *p = opaque;
 
-    WITH_QEMU_LOCK_GUARD(&p->io_lock) {
-        if (p->io_open) {
-            qemu_file_shutdown(p->to_svm);
-            colo_cut_migration_channels();
-        }
-        /* Before the VM stop below, which waits for the disks. */
-        colo_primary_cut_disk_links_locked(p);
-    }
+    /* Before the VM stop below, which waits for the disks. */
+    colo_primary_cut_peer(p);
     BQL_LOCK_GUARD();
     timer_del(p->timer);
     if (runstate_is_running()) {

@@ -82,10 +82,10 @@ static void colo_secondary_unblock(void *opaque)
 {
     ColoSecondary *sec = opaque;
 
+    /* A multifd channel, not only the stream, may hold the loader. */
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         if (sec->io_open) {
             qemu_file_shutdown(sec->from_pvm);
-            /* A multifd channel may hold the loader in a sync. */
             colo_cut_migration_channels();
         }
     }
@@ -432,12 +432,7 @@ static void colo_secondary_freeze(void *opaque)
 {
     ColoSecondary *sec = opaque;
 
-    WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
-        if (sec->io_open) {
-            qemu_file_shutdown(sec->from_pvm);
-            colo_cut_migration_channels();
-        }
-    }
+    colo_secondary_unblock(sec);
     BQL_LOCK_GUARD();
     if (runstate_is_running()) {
         vm_stop_force_state(RUN_STATE_COLO);
