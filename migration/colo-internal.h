@@ -48,6 +48,16 @@ COLOMode colo_current_mode(void);
  */
 void colo_await_decision(Error *err, void (*freeze)(void *opaque),
                          void *opaque);
+/*
+ * Before the side's loop fails: how the peer's loss showed, for
+ * COLO_PEER_LOST (the link failed, unless noted otherwise).
+ */
+void colo_note_peer_loss(COLOPeerLossCause cause);
+/*
+ * The primary said it is leaving: the end of the connection that follows
+ * is no loss.  colo_await_decision() reports it as such and waits.
+ */
+void colo_note_peer_leaving(void);
 
 /*
  * With the BQL, during a failover: stop replicating the disks and let the
@@ -86,15 +96,16 @@ bool colo_expect_message(COLOMessage got, COLOMessage expected, Error **errp);
 bool colo_receive_value(QEMUFile *f, COLOMessage expected, uint64_t *value,
                         Error **errp);
 
-/* --- colo-watchdog.c: noticing a hung peer ------------------------------ */
+/* --- colo-watchdog.c: noticing a hung peer, and not looking like one --- */
 
 typedef struct ColoWatchdog ColoWatchdog;
 
 /*
- * Watch the connection under @f.  NULL (with a warning) when it is not a
- * TCP socket; the other functions accept NULL and do nothing.
+ * Watch the connection under @f, and the multifd channels of the incoming
+ * or outgoing migration.  NULL (with a warning) when @f is not over a TCP
+ * socket; the other functions accept NULL and do nothing.
  */
-ColoWatchdog *colo_watchdog_start(QEMUFile *f);
+ColoWatchdog *colo_watchdog_start(QEMUFile *f, bool incoming);
 /*
  * The side now waits on its peer: the peer is lost if it goes quiet for
  * colo-peer-timeout, or if @limit_ms (0 for none) pass however busy it is.
@@ -104,9 +115,24 @@ void colo_watchdog_arm(ColoWatchdog *wd, uint32_t limit_ms);
 void colo_watchdog_disarm(ColoWatchdog *wd);
 void colo_watchdog_stop(ColoWatchdog *wd);
 
+/*
+ * While this side works on something long with nothing to send, a
+ * heartbeat every COLO_HEARTBEAT_MS on @f tells the peer it is alive.
+ * Nothing else may write to @f until colo_keepalive_stop().
+ */
+typedef struct ColoKeepalive ColoKeepalive;
+ColoKeepalive *colo_keepalive_start(QEMUFile *f);
+void colo_keepalive_stop(ColoKeepalive *k);
+
 /* --- colo-primary.c ------------------------------------------------------ */
 
 void colo_primary_delay_changed(void);
 void colo_primary_request_checkpoint(void);
+/*
+ * End COLO on purpose (migrate_cancel, quit): ask for the failover, and
+ * give the primary's thread a moment to tell the secondary, before the
+ * caller takes the channels down.  With the BQL.
+ */
+void colo_primary_leave(void);
 
 #endif /* MIGRATION_COLO_INTERNAL_H */

@@ -64,7 +64,9 @@ typedef struct ColoPrimary {
 
     /* Shared with other threads. */
     QemuSemaphore wake;         /* a checkpoint or a failover may be due */
+    QemuSemaphore left;         /* the secondary was told we are leaving */
     bool checkpoint_wanted;     /* atomic */
+    bool busy;                  /* atomic: waiting on the secondary's work */
     QemuMutex io_lock;
     bool io_open;               /* guarded by io_lock: the files are usable */
     char **disk_links;          /* guarded by io_lock: nodes to the SVM */
@@ -75,6 +77,7 @@ static ColoPrimary primary;
 static void __attribute__((constructor)) colo_primary_init_once(void)
 {
     qemu_sem_init(&primary.wake, 0);
+    qemu_sem_init(&primary.left, 0);
     qemu_mutex_init(&primary.io_lock);
 }
 
@@ -146,12 +149,31 @@ static void colo_primary_cut_peer(ColoPrimary *p)
     }
 }
 
+/*
+ * Between checkpoints the thread only waits on @wake, and a planned exit
+ * has it say goodbye over the working link.  In a checkpoint it may be
+ * blocked on a secondary that will never answer: cut.
+ */
 static void colo_primary_unblock(void *opaque)
 {
     ColoPrimary *p = opaque;
 
-    colo_primary_cut_peer(p);
+    if (qatomic_read(&p->busy)) {
+        colo_primary_cut_peer(p);
+    }
     qemu_sem_post(&p->wake);
+}
+
+/* How long a planned exit waits for the goodbye to be on its way. */
+#define COLO_LEAVE_WAIT_MS 1000
+
+void colo_primary_leave(void)
+{
+    if (colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL) &&
+        !qatomic_read(&primary.busy)) {
+        /* Sent with the BQL held: the thread needs no BQL for it. */
+        qemu_sem_timedwait(&primary.left, COLO_LEAVE_WAIT_MS);
+    }
 }
 
 /* --- one checkpoint ------------------------------------------------------ */
@@ -299,6 +321,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
     bool ok;
 
     trace_colo_checkpoint_begin(p->checkpoints + 1);
+    qatomic_set(&p->busy, true);
     colo_watchdog_arm(p->watchdog, migrate_colo_checkpoint_timeout());
     ok = colo_primary_handshake(p, errp) &&
          colo_primary_stop_vm(p, errp) &&
@@ -306,6 +329,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
          colo_primary_send_devices(p, errp) &&
          colo_primary_await_ack(p, errp);
     colo_watchdog_disarm(p->watchdog);
+    qatomic_set(&p->busy, !ok);
     if (ok) {
         uint64_t device_bytes = p->devbuf->usage;
 
@@ -332,6 +356,7 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
         return false;
     }
     colo_watchdog_disarm(p->watchdog);
+    qatomic_set(&p->busy, false);
 
     BQL_LOCK_GUARD();
     replication_start_all(REPLICATION_MODE_PRIMARY, errp);
@@ -350,10 +375,19 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
     return true;
 }
 
+/* Asked to end COLO with the link working: tell the secondary first. */
+static void colo_primary_say_goodbye(ColoPrimary *p)
+{
+    /* If it fails, the secondary sees a lost primary; nothing else to do. */
+    colo_send_message(p->to_svm, COLO_MESSAGE_LEAVING, NULL);
+    qemu_sem_post(&p->left);
+}
+
 static bool colo_primary_loop(ColoPrimary *p, Error **errp)
 {
     for (;;) {
         if (colo_failover_pending()) {
+            colo_primary_say_goodbye(p);
             return true;
         }
         if (qatomic_xchg(&p->checkpoint_wanted, false)) {
@@ -424,6 +458,11 @@ static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
     p->to_svm = s->to_dst_file;
     p->checkpoints = 0;
     qatomic_set(&p->checkpoint_wanted, false);
+    /* Until the secondary is ready, a failover must not wait on it. */
+    qatomic_set(&p->busy, true);
+    while (qemu_sem_timedwait(&p->left, 0) == 0) {
+        /* A goodbye of an earlier session nobody waited for. */
+    }
 
     WITH_QEMU_LOCK_GUARD(&s->qemu_file_lock) {
         /* Kept open by the core when the return-path capability is on. */
@@ -443,7 +482,7 @@ static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
     runstate_set(RUN_STATE_COLO);
     colo_mode_enter(COLO_MODE_PRIMARY);
     colo_failover_reset(colo_primary_unblock, p);
-    p->watchdog = colo_watchdog_start(p->to_svm);
+    p->watchdog = colo_watchdog_start(p->to_svm, false);
 }
 
 static void colo_primary_teardown(ColoPrimary *p)

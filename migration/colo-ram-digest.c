@@ -119,9 +119,7 @@ static ColoBlockDigest *block_digest_new(const char *name, uint64_t length,
 }
 
 void colo_ram_digest_add_block(ColoRamDigest *d, const char *name,
-                               const uint8_t *host, uint64_t length,
-                               ColoRamDigestProgress *progress,
-                               void *opaque)
+                               const uint8_t *host, uint64_t length)
 {
     ColoBlockDigest *b = block_digest_new(name, length, d->page_size);
     uint64_t whole = length / d->page_size;
@@ -129,9 +127,6 @@ void colo_ram_digest_add_block(ColoRamDigest *d, const char *name,
     assert(strlen(name) < COLO_RAM_DIGEST_NAME_MAX);
     for (uint64_t i = 0; i < whole; i++) {
         b->hash[i] = colo_page_hash(host + i * d->page_size, d->page_size);
-        if (progress && (i + 1) % COLO_RAM_DIGEST_PROGRESS_PAGES == 0) {
-            progress(opaque);
-        }
     }
     if (whole < b->npages) {
         g_autofree uint8_t *last = g_malloc0(d->page_size);

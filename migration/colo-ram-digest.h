@@ -16,8 +16,6 @@
 #define COLO_RAM_DIGEST_NAME_MAX 256
 /* A digest decoded from a peer has at most this many blocks. */
 #define COLO_RAM_DIGEST_MAX_BLOCKS 4096
-/* How many pages add_block() hashes between two progress calls. */
-#define COLO_RAM_DIGEST_PROGRESS_PAGES 16384
 
 typedef struct ColoRamDigest ColoRamDigest;
 
@@ -44,18 +42,12 @@ ColoRamDigest *colo_ram_digest_new(uint32_t page_size);
 void colo_ram_digest_free(ColoRamDigest *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ColoRamDigest, colo_ram_digest_free)
 
-/* Called while a long block is hashed, so the caller can show it is alive. */
-typedef void ColoRamDigestProgress(void *opaque);
-
 /*
- * Hash the @length bytes at @host as block @name, calling @progress (if
- * not NULL) every COLO_RAM_DIGEST_PROGRESS_PAGES pages.  A partial last
- * page is hashed as if padded with zeroes.
+ * Hash the @length bytes at @host as block @name.  A partial last page is
+ * hashed as if padded with zeroes.
  */
 void colo_ram_digest_add_block(ColoRamDigest *d, const char *name,
-                               const uint8_t *host, uint64_t length,
-                               ColoRamDigestProgress *progress,
-                               void *opaque);
+                               const uint8_t *host, uint64_t length);
 
 uint64_t colo_ram_digest_pages(const ColoRamDigest *d);
 

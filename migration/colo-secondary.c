@@ -46,6 +46,7 @@
 #include "savevm.h"
 #include "qemu-file.h"
 #include "ram.h"
+#include "multifd.h"
 #include "colo-internal.h"
 #include "colo-verify.h"
 #include "trace.h"
@@ -104,9 +105,30 @@ static bool colo_secondary_stop_vm(Error **errp)
     return true;
 }
 
+/*
+ * Work of our own that may take long (draining the disks, applying a large
+ * checkpoint) while the primary waits for our answer: owe the primary
+ * nothing meanwhile, and let it hear that we are alive.
+ */
+static ColoKeepalive *colo_secondary_busy(ColoSecondary *sec)
+{
+    colo_watchdog_disarm(sec->watchdog);
+    return colo_keepalive_start(sec->to_pvm);
+}
+
+static void colo_secondary_idle(ColoSecondary *sec, ColoKeepalive *k)
+{
+    colo_keepalive_stop(k);
+    colo_watchdog_arm(sec->watchdog, 0);
+}
+
 static bool colo_secondary_handshake(ColoSecondary *sec, Error **errp)
 {
-    return colo_secondary_stop_vm(errp) &&
+    ColoKeepalive *k = colo_secondary_busy(sec);
+    bool stopped = colo_secondary_stop_vm(errp);
+
+    colo_secondary_idle(sec, k);
+    return stopped &&
            colo_send_message(sec->to_pvm, COLO_MESSAGE_CHECKPOINT_REPLY,
                              errp);
 }
@@ -238,13 +260,28 @@ static bool colo_secondary_verify(ColoSecondary *sec, Error **errp)
     return ok;
 }
 
+/* <- CHECKPOINT_REQUEST; false if the primary is leaving instead. */
+static bool colo_secondary_await_request(ColoSecondary *sec, Error **errp)
+{
+    COLOMessage msg;
+
+    if (!colo_receive_next(sec->from_pvm, &msg, errp)) {
+        return false;
+    }
+    if (msg == COLO_MESSAGE_LEAVING) {
+        colo_note_peer_leaving();
+        error_setg(errp, "COLO: the primary ended COLO");
+        return false;
+    }
+    return colo_expect_message(msg, COLO_MESSAGE_CHECKPOINT_REQUEST, errp);
+}
+
 static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
 {
     QIOChannelBuffer *bioc = NULL;
     bool ok;
 
-    if (!colo_receive_message(sec->from_pvm, COLO_MESSAGE_CHECKPOINT_REQUEST,
-                              errp)) {
+    if (!colo_secondary_await_request(sec, errp)) {
         return false;
     }
     trace_colo_checkpoint_begin(sec->checkpoints + 1);
@@ -254,10 +291,13 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
          (bioc = colo_secondary_receive_devices(sec, errp)) &&
          colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_RECEIVED, errp);
     if (ok) {
+        ColoKeepalive *k = colo_secondary_busy(sec);
+
         bql_lock();
         ok = colo_secondary_apply_locked(bioc, errp);
         sec->state_broken = !ok;
         bql_unlock();
+        colo_secondary_idle(sec, k);
     }
     /* Still stopped: the RAM is the checkpoint's. */
     if (ok && sec->pvm_digest) {
@@ -403,7 +443,7 @@ static void colo_secondary_setup(ColoSecondary *sec)
     bql_unlock();
     colo_mode_enter(COLO_MODE_SECONDARY);
     colo_failover_reset(colo_secondary_unblock, sec);
-    sec->watchdog = colo_watchdog_start(sec->from_pvm);
+    sec->watchdog = colo_watchdog_start(sec->from_pvm, true);
     /* The primary owes heartbeats at all times, but no deadline. */
     colo_watchdog_arm(sec->watchdog, 0);
 }
@@ -475,5 +515,10 @@ void coroutine_fn colo_incoming_co(void)
 
     /* COLO is over; the thread's last act was to wake us. */
     qemu_thread_join(&sec->thread);
+    /*
+     * A multifd thread may still be writing a page into the cache: the
+     * channels were cut, but only joined threads are done with it.
+     */
+    multifd_recv_stop_threads();
     colo_release_ram_cache();
 }

@@ -42,39 +42,23 @@ static void __attribute__((constructor)) colo_verify_init(void)
     qemu_mutex_init(&verify.lock);
 }
 
-typedef struct {
-    QEMUFile *f;
-    int64_t last_ms;            /* QEMU_CLOCK_REALTIME */
-} ColoKeepalive;
-
-/* While hashing: a heartbeat now and then, or the peer's watchdog fires. */
-static void colo_verify_keepalive(void *opaque)
-{
-    ColoKeepalive *k = opaque;
-    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-
-    if (k->f && now - k->last_ms >= COLO_HEARTBEAT_MS) {
-        /* A failure shows at the next message that matters. */
-        colo_send_message(k->f, COLO_MESSAGE_HEARTBEAT, NULL);
-        k->last_ms = now;
-    }
-}
-
 ColoRamDigest *colo_verify_digest_ram(QEMUFile *keepalive)
 {
     ColoRamDigest *d = colo_ram_digest_new(qemu_target_page_size());
     int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-    ColoKeepalive k = { .f = keepalive, .last_ms = start };
+    /* Hashing a large RAM takes a while: the peer must not think us hung. */
+    ColoKeepalive *k = keepalive ? colo_keepalive_start(keepalive) : NULL;
     RAMBlock *block;
 
     WITH_RCU_READ_LOCK_GUARD() {
         /* The blocks a checkpoint carries, as ram_save and the flush. */
         RAMBLOCK_FOREACH_NOT_IGNORED(block) {
             colo_ram_digest_add_block(d, block->idstr, block->host,
-                                      block->used_length,
-                                      colo_verify_keepalive, &k);
-            colo_verify_keepalive(&k);
+                                      block->used_length);
         }
+    }
+    if (k) {
+        colo_keepalive_stop(k);
     }
     trace_colo_verify_digest(colo_ram_digest_pages(d),
                              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start);

@@ -1,10 +1,14 @@
 /*
- * COLO peer watchdog: notices a peer that stopped answering.
+ * COLO liveness: the watchdog notices a peer that stopped answering, and
+ * the keepalive stops the peer's watchdog from firing while this side is
+ * busy.
  *
  * A dead peer host shows up as a TCP error, but a hung peer process does
  * not: its kernel goes on acknowledging what we send.  So while a side
  * waits on its peer, the watchdog samples the kernel's byte counters of the
- * migration socket (bytes received plus bytes the peer acknowledged).  When
+ * migration's sockets (bytes received plus bytes the peer acknowledged),
+ * the multifd channels' included: with multifd, a checkpoint's RAM leaves
+ * the main stream quiet for as long as it takes to send.  When
  * neither moves for the colo-peer-timeout parameter, or a wait with a
  * deadline (a checkpoint, colo-checkpoint-timeout) outlasts it however
  * much moves, the peer is declared lost: the watchdog cuts the side's I/O
@@ -27,6 +31,7 @@
 #include "io/channel-tls.h"
 #include "migration/failover.h"
 #include "options.h"
+#include "multifd.h"
 #include "colo-internal.h"
 #include "trace.h"
 
@@ -53,7 +58,7 @@ QEMU_BUILD_BUG_ON(sizeof(struct tcp_info) % 8 != 0);
 struct ColoWatchdog {
     QemuThread thread;
     QemuSemaphore stop;
-    int fd;                     /* the TCP socket under the migration stream */
+    GArray *fds;                /* the TCP sockets: main stream, multifd */
     int64_t armed_since;        /* atomic; 0 while the side is not waiting */
     int64_t deadline;           /* atomic; 0 for none, else a realtime ms */
 };
@@ -71,7 +76,7 @@ static int colo_watchdog_socket_fd(QIOChannel *ioc)
 }
 
 /* Bytes that crossed the connection either way; false if unknown. */
-static bool colo_watchdog_sample(int fd, uint64_t *bytes)
+static bool colo_watchdog_sample_fd(int fd, uint64_t *bytes)
 {
 #if defined(CONFIG_LINUX) && defined(TCP_INFO)
     struct colo_tcp_info info = { 0 };
@@ -89,11 +94,34 @@ static bool colo_watchdog_sample(int fd, uint64_t *bytes)
 #endif
 }
 
+/*
+ * Bytes that crossed any of the sockets; false if the main stream's are
+ * unknown.  A multifd socket that cannot tell adds nothing.
+ */
+static bool colo_watchdog_sample(ColoWatchdog *wd, uint64_t *bytes)
+{
+    uint64_t sum = 0;
+
+    for (guint i = 0; i < wd->fds->len; i++) {
+        uint64_t n;
+
+        if (colo_watchdog_sample_fd(g_array_index(wd->fds, int, i), &n)) {
+            sum += n;
+        } else if (i == 0) {
+            return false;
+        }
+    }
+    *bytes = sum;
+    return true;
+}
+
 /* The peer is lost: say why, and cut the side's I/O short. */
-static void colo_watchdog_fire(const char *why, int64_t ms)
+static void colo_watchdog_fire(COLOPeerLossCause cause, const char *why,
+                               int64_t ms)
 {
     trace_colo_watchdog_peer_lost(why, ms);
     error_report("COLO: %s for %" PRId64 " ms; the peer is lost", why, ms);
+    colo_note_peer_loss(cause);
     colo_failover_unblock();
 }
 
@@ -109,10 +137,11 @@ static void *colo_watchdog_thread(void *opaque)
         int64_t deadline = qatomic_read(&wd->deadline);
 
         if (armed && deadline && now >= deadline) {
-            colo_watchdog_fire("a checkpoint has not completed", now - armed);
+            colo_watchdog_fire(COLO_PEER_LOSS_CAUSE_CHECKPOINT_OVERDUE,
+                               "a checkpoint has not completed", now - armed);
             break;
         }
-        if (!colo_watchdog_sample(wd->fd, &now_bytes)) {
+        if (!colo_watchdog_sample(wd, &now_bytes)) {
             continue;
         }
         if (now_bytes != last) {
@@ -123,7 +152,8 @@ static void *colo_watchdog_thread(void *opaque)
         /* Waiting counts only from when the side began to wait. */
         if (armed &&
             now - MAX(last_change, armed) >= migrate_colo_peer_timeout()) {
-            colo_watchdog_fire("no sign of life from the peer",
+            colo_watchdog_fire(COLO_PEER_LOSS_CAUSE_PEER_SILENT,
+                               "no sign of life from the peer",
                                now - MAX(last_change, armed));
             break;
         }
@@ -131,19 +161,33 @@ static void *colo_watchdog_thread(void *opaque)
     return NULL;
 }
 
-ColoWatchdog *colo_watchdog_start(QEMUFile *f)
+static void colo_watchdog_add_channel(QIOChannel *ioc, void *opaque)
+{
+    ColoWatchdog *wd = opaque;
+    int fd = colo_watchdog_socket_fd(ioc);
+
+    if (fd >= 0) {
+        g_array_append_val(wd->fds, fd);
+    }
+}
+
+ColoWatchdog *colo_watchdog_start(QEMUFile *f, bool incoming)
 {
     int fd = colo_watchdog_socket_fd(qemu_file_get_ioc(f));
     ColoWatchdog *wd;
     uint64_t bytes;
 
-    if (fd < 0 || !colo_watchdog_sample(fd, &bytes)) {
+    if (fd < 0 || !colo_watchdog_sample_fd(fd, &bytes)) {
         warn_report("COLO: the migration channel is not a TCP socket; "
                     "a hung peer will not be noticed");
         return NULL;
     }
     wd = g_new0(ColoWatchdog, 1);
-    wd->fd = fd;
+    wd->fds = g_array_new(false, false, sizeof(int));
+    g_array_append_val(wd->fds, fd);
+    if (migrate_multifd()) {
+        multifd_foreach_channel(incoming, colo_watchdog_add_channel, wd);
+    }
     qemu_sem_init(&wd->stop, 0);
     qemu_thread_create(&wd->thread, "colo-watchdog", colo_watchdog_thread,
                        wd, QEMU_THREAD_JOINABLE);
@@ -176,5 +220,46 @@ void colo_watchdog_stop(ColoWatchdog *wd)
     qemu_sem_post(&wd->stop);
     qemu_thread_join(&wd->thread);
     qemu_sem_destroy(&wd->stop);
+    g_array_free(wd->fds, true);
     g_free(wd);
+}
+
+/* --- the keepalive ------------------------------------------------------- */
+
+struct ColoKeepalive {
+    QemuThread thread;
+    QemuSemaphore stop;
+    QEMUFile *f;
+};
+
+static void *colo_keepalive_thread(void *opaque)
+{
+    ColoKeepalive *k = opaque;
+
+    while (qemu_sem_timedwait(&k->stop, COLO_HEARTBEAT_MS) != 0) {
+        /* A failure is the side's to find on its next message. */
+        if (!colo_send_message(k->f, COLO_MESSAGE_HEARTBEAT, NULL)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+ColoKeepalive *colo_keepalive_start(QEMUFile *f)
+{
+    ColoKeepalive *k = g_new0(ColoKeepalive, 1);
+
+    k->f = f;
+    qemu_sem_init(&k->stop, 0);
+    qemu_thread_create(&k->thread, "colo-keepalive", colo_keepalive_thread,
+                       k, QEMU_THREAD_JOINABLE);
+    return k;
+}
+
+void colo_keepalive_stop(ColoKeepalive *k)
+{
+    qemu_sem_post(&k->stop);
+    qemu_thread_join(&k->thread);
+    qemu_sem_destroy(&k->stop);
+    g_free(k);
 }

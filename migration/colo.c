@@ -40,7 +40,13 @@ static struct {
     COLOMode last_mode;     /* the mode of the session that ended last */
     COLOExitReason pending; /* why a failover was asked for, or none */
     COLOExitReason exited;  /* what the last COLO_EXIT said */
-    bool peer_lost;         /* COLO_EXIT went out; the side awaits a decision */
+    /*
+     * Once COLO_EXIT went out and the side awaits a decision: peer-lost or
+     * peer-left; none before.
+     */
+    COLOExitReason waiting;
+    bool peer_leaving;      /* the primary said it ends COLO on purpose */
+    COLOPeerLossCause loss_cause;   /* if the peer is lost: how it showed */
 } colo;
 
 static void __attribute__((constructor)) colo_state_init(void)
@@ -57,7 +63,9 @@ void colo_mode_enter(COLOMode mode)
         colo.mode = mode;
         colo.pending = COLO_EXIT_REASON_NONE;
         colo.exited = COLO_EXIT_REASON_NONE;
-        colo.peer_lost = false;
+        colo.waiting = COLO_EXIT_REASON_NONE;
+        colo.peer_leaving = false;
+        colo.loss_cause = COLO_PEER_LOSS_CAUSE_LINK_FAILED;
     }
     colo_verify_session_start();
     trace_colo_mode_enter(COLOMode_str(mode));
@@ -76,15 +84,15 @@ void colo_mode_exit(void)
         reason = colo.pending;
         assert(reason == COLO_EXIT_REASON_REQUEST ||
                reason == COLO_EXIT_REASON_ERROR);
-        reported = colo.peer_lost;
+        reported = colo.waiting != COLO_EXIT_REASON_NONE;
         colo.last_mode = mode;
         colo.mode = COLO_MODE_NONE;
         colo.exited = reason;
         colo.pending = COLO_EXIT_REASON_NONE;
-        colo.peer_lost = false;
+        colo.waiting = COLO_EXIT_REASON_NONE;
     }
     trace_colo_mode_exit(COLOMode_str(mode), COLOExitReason_str(reason));
-    /* A lost peer was reported when it was lost: one COLO_EXIT a session. */
+    /* A lost or leaving peer was reported then: one COLO_EXIT a session. */
     if (!reported) {
         qapi_event_send_colo_exit(mode, reason);
     }
@@ -116,10 +124,24 @@ bool colo_request_failover(COLOExitReason why, Error **errp)
     return true;
 }
 
+void colo_note_peer_loss(COLOPeerLossCause cause)
+{
+    QEMU_LOCK_GUARD(&colo.lock);
+    colo.loss_cause = cause;
+}
+
+void colo_note_peer_leaving(void)
+{
+    QEMU_LOCK_GUARD(&colo.lock);
+    colo.peer_leaving = true;
+}
+
 void colo_await_decision(Error *err, void (*freeze)(void *opaque),
                          void *opaque)
 {
     COLOMode mode;
+    COLOPeerLossCause cause;
+    bool leaving;
 
     if (!err) {
         return;
@@ -130,15 +152,32 @@ void colo_await_decision(Error *err, void (*freeze)(void *opaque),
         return;
     }
     freeze(opaque);
-    error_report_err(err);
     WITH_QEMU_LOCK_GUARD(&colo.lock) {
         mode = colo.mode;
-        colo.peer_lost = true;
+        leaving = colo.peer_leaving;
+        cause = colo.loss_cause;
+        colo.waiting = leaving ? COLO_EXIT_REASON_PEER_LEFT
+                               : COLO_EXIT_REASON_PEER_LOST;
     }
-    trace_colo_peer_lost(COLOMode_str(mode));
-    qapi_event_send_colo_exit(mode, COLO_EXIT_REASON_ERROR);
+    if (leaving) {
+        /*
+         * Nothing failed: the primary went on alone or went away, as its
+         * user asked.  That is theirs to follow up, never a reason to take
+         * over by ourselves.
+         */
+        error_free(err);
+        info_report("COLO: the primary ended COLO on purpose; this side "
+                    "waits for x-colo-lost-heartbeat");
+        trace_colo_peer_left(COLOMode_str(mode));
+        qapi_event_send_colo_exit(mode, COLO_EXIT_REASON_REQUEST);
+    } else {
+        trace_colo_peer_lost(COLOMode_str(mode));
+        qapi_event_send_colo_peer_lost(mode, cause, error_get_pretty(err));
+        error_report_err(err);
+        qapi_event_send_colo_exit(mode, COLO_EXIT_REASON_ERROR);
+    }
 
-    if (migrate_colo_auto_failover()) {
+    if (!leaving && migrate_colo_auto_failover()) {
         /* The user chose to go on alone, split brain or not. */
         colo_request_failover(COLO_EXIT_REASON_ERROR, NULL);
         return;
@@ -191,13 +230,9 @@ COLOStatus *qmp_query_colo_status(Error **errp)
     if (colo.mode != COLO_MODE_NONE) {
         s->mode = colo.mode;
         s->last_mode = colo.mode;
-        if (colo_failover_pending()) {
-            s->reason = COLO_EXIT_REASON_PROCESSING;
-        } else if (colo.peer_lost) {
-            s->reason = COLO_EXIT_REASON_PEER_LOST;
-        } else {
-            s->reason = COLO_EXIT_REASON_NONE;
-        }
+        /* Waiting: peer-lost or peer-left; otherwise none. */
+        s->reason = colo_failover_pending() ? COLO_EXIT_REASON_PROCESSING
+                                            : colo.waiting;
     } else {
         s->mode = COLO_MODE_NONE;
         s->last_mode = colo.last_mode;
@@ -227,7 +262,7 @@ bool migration_incoming_in_colo_state(void)
 void colo_migration_cancelled(void)
 {
     if (colo_current_mode() == COLO_MODE_PRIMARY) {
-        colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
+        colo_primary_leave();
     }
 }
 
@@ -315,7 +350,15 @@ bool colo_check_migration(Error **errp)
 void colo_shutdown(void)
 {
     /* QEMU is exiting: let the side's thread wind down without a peer. */
-    if (colo_current_mode() != COLO_MODE_NONE) {
+    switch (colo_current_mode()) {
+    case COLO_MODE_PRIMARY:
+        /* A planned exit: the secondary hears it, and does not act on it. */
+        colo_primary_leave();
+        break;
+    case COLO_MODE_SECONDARY:
         colo_request_failover(COLO_EXIT_REASON_REQUEST, NULL);
+        break;
+    default:
+        break;
     }
 }

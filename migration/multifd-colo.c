@@ -21,6 +21,7 @@
 #include "multifd.h"
 #include "multifd-colo.h"
 #include "ram.h"
+#include "migration.h"
 #include "trace.h"
 
 static void multifd_colo_zero_pages(MultiFDRecvParams *p, bool in_colo)
@@ -44,9 +45,19 @@ static void multifd_colo_zero_pages(MultiFDRecvParams *p, bool in_colo)
 int multifd_colo_recv_pages(MultiFDRecvParams *p, Error **errp)
 {
     size_t page_size = multifd_ram_page_size();
-    bool in_colo = migration_incoming_in_colo_state();
+    MigrationStatus state = migration_incoming_get_current()->state;
+    bool in_colo = state == MIGRATION_STATUS_COLO;
     int ret;
 
+    /*
+     * After COLO the secondary runs on its own: a page that comes late
+     * belongs neither in its RAM nor in the cache, which is going away.
+     */
+    if (!in_colo && state != MIGRATION_STATUS_ACTIVE) {
+        error_setg(errp, "multifd %u: a page arrived after COLO ended",
+                   p->id);
+        return -1;
+    }
     if (!p->block->colo_cache) {
         error_setg(errp, "multifd %u: no COLO RAM cache for block %s",
                    p->id, p->block->idstr);

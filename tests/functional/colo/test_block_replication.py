@@ -36,10 +36,12 @@ unnoticed.
 
 Case "secondary": primary writes are invisible to the SVM until the next
 checkpoint and then equal; the SVM's writes vanish at the next
-checkpoint; after the primary is killed the secondary's disk is the last
+checkpoint; after the primary goes, the secondary's disk is the last
 checkpoint plus the SVM's own writes since (and not the primary's writes
 since), both live and in its image file after it quits.  The primary is
-shut down with quit while it replicates, and must exit cleanly.
+shut down with quit while it replicates, and must exit cleanly; the
+secondary reports the planned exit (reason request, then peer-left) and
+takes over when told to.
 Case "secondary-live-primary": the secondary takes over while the
 primary still runs and writes through its replication link; the writable
 NBD export closes before the commit, so none of those writes reaches the
@@ -271,12 +273,15 @@ def start_colo(pri, sec, ports):
                writable=False)
 
 
-def wait_colo_exit(vm):
-    """@vm lost its peer: it reports it, waits, and is told to go on."""
+def wait_colo_exit(vm, planned=False):
+    """@vm lost its peer, or was told by its primary that it leaves
+    (@planned): it reports it, waits, and is told to go on."""
     event = vm.event_wait("COLO_EXIT", timeout=60)
-    assert event["data"]["reason"] == "error", event
+    reason, waiting = ("request", "peer-left") if planned else \
+                      ("error", "peer-lost")
+    assert event["data"]["reason"] == reason, event
     status = vm.cmd("query-colo-status")
-    assert status["reason"] == "peer-lost", status
+    assert status["reason"] == waiting, status
     decide_failover(vm)
 
 
@@ -334,10 +339,11 @@ def case_secondary_survives(p, model):
     p.assert_quiet()
     p.expect(p.sec, expected, "SVM: checkpoint + own writes")
 
-    # The primary is shut down while it replicates: a clean exit.
+    # The primary is shut down while it replicates: a clean exit, which
+    # it announces; the secondary takes over when told to, a switchover.
     p.pri.shutdown(timeout=60)
     assert p.pri.exitcode() == 0, f"primary exit code {p.pri.exitcode()}"
-    wait_colo_exit(p.sec)
+    wait_colo_exit(p.sec, planned=True)
     wait_until("the commit of the active and hidden disks",
                lambda: "active0" not in node_names(p.sec), timeout=60)
     p.expect(p.sec, expected,

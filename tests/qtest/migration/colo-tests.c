@@ -61,6 +61,7 @@ typedef struct {
     unsigned peer_timeout_ms;   /* colo-peer-timeout, 0 for the tests' */
     bool compare;           /* a colo-compare on the primary, see below */
     unsigned delay_ms;      /* x-checkpoint-delay, 0 for the tests' */
+    int fault;              /* a ColoFault, for colo_test_fault() */
 } ColoTestCase;
 
 /* Long enough that only colo-compare asks for checkpoints. */
@@ -93,6 +94,7 @@ typedef struct {
     bool exited;
     char *exit_mode;
     char *exit_reason;
+    char *lost_cause;           /* COLO_PEER_LOST's, which precedes exit */
     unsigned mismatches;        /* COLO_VERIFY_MISMATCH events */
     char *mismatch_block;       /* ... the first one's block and offset */
     uint64_t mismatch_offset;
@@ -109,6 +111,14 @@ static bool colo_watch_events(QTestState *who, const char *name,
     }
     if (g_str_equal(name, "RESUME")) {
         ev->resumes++;
+        return true;
+    }
+    if (g_str_equal(name, "COLO_PEER_LOST")) {
+        QDict *data = qdict_get_qdict(event, "data");
+
+        g_assert(!ev->exited && !ev->lost_cause);
+        ev->lost_cause = g_strdup(qdict_get_str(data, "cause"));
+        g_assert(strlen(qdict_get_str(data, "message")));
         return true;
     }
     if (g_str_equal(name, "COLO_EXIT")) {
@@ -138,6 +148,7 @@ static void colo_events_free(ColoEvents *ev)
     g_assert_cmpuint(ev->mismatches, ==, 0);
     g_free(ev->exit_mode);
     g_free(ev->exit_reason);
+    g_free(ev->lost_cause);
     g_free(ev->mismatch_block);
 }
 
@@ -184,6 +195,21 @@ static void colo_wait_checkpoint(QTestState *to, ColoEvents *ev)
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_assert(!ev->exited);
         colo_pump_events(to);
+        g_usleep(COLO_POLL_US);
+    }
+}
+
+/*
+ * The primary restarts its VM once the secondary is ready: from then on
+ * it is between checkpoints until one is due.
+ */
+static void colo_wait_primary_started(QTestState *from, ColoEvents *ev)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    while (ev->resumes < 1) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        colo_pump_events(from);
         g_usleep(COLO_POLL_US);
     }
 }
@@ -296,19 +322,40 @@ static void colo_assert_frozen(QTestState *who, const char *serial)
 }
 
 /*
- * @who lost its peer: one COLO_EXIT with reason error, and it waits in
- * COLO with its VM stopped.
+ * @who waits in COLO with its VM stopped, after one COLO_EXIT with
+ * @exit_reason; query-colo-status says @waiting.
+ */
+static void colo_assert_waiting_as(QTestState *who, ColoEvents *ev,
+                                   const char *mode, const char *serial,
+                                   const char *exit_reason,
+                                   const char *waiting)
+{
+    colo_wait_exit(who, ev);
+    g_assert_cmpstr(ev->exit_mode, ==, mode);
+    g_assert_cmpstr(ev->exit_reason, ==, exit_reason);
+    colo_assert_status(who, mode, mode, waiting);
+    colo_assert_frozen(who, serial);
+    /* Still waiting: nothing but a decision moves it. */
+    colo_assert_status(who, mode, mode, waiting);
+}
+
+/*
+ * @who lost its peer: COLO_PEER_LOST and one COLO_EXIT with reason error,
+ * and it waits.
  */
 static void colo_assert_waiting(QTestState *who, ColoEvents *ev,
                                 const char *mode, const char *serial)
 {
-    colo_wait_exit(who, ev);
-    g_assert_cmpstr(ev->exit_mode, ==, mode);
-    g_assert_cmpstr(ev->exit_reason, ==, "error");
-    colo_assert_status(who, mode, mode, "peer-lost");
-    colo_assert_frozen(who, serial);
-    /* Still waiting: nothing but a decision moves it. */
-    colo_assert_status(who, mode, mode, "peer-lost");
+    colo_assert_waiting_as(who, ev, mode, serial, "error", "peer-lost");
+    g_assert(ev->lost_cause);
+}
+
+/* The primary ended COLO on purpose: the secondary reports, and waits. */
+static void colo_assert_primary_left(QTestState *to, ColoEvents *ev)
+{
+    colo_assert_waiting_as(to, ev, "secondary", "dest_serial", "request",
+                           "peer-left");
+    g_assert(!ev->lost_cause);
 }
 
 /* The documented decision: yank, then x-colo-lost-heartbeat. */
@@ -575,9 +622,17 @@ static void colo_test_failover(const void *opaque)
 
     /*
      * The other side lost its peer in turn.  Nobody told it to go on, so
-     * it waits with its VM stopped: one guest runs, not two.
+     * it waits with its VM stopped: one guest runs, not two.  A primary
+     * told between two checkpoints says goodbye first; in a checkpoint it
+     * cuts the link, and its secondary sees a loss.
      */
-    colo_assert_waiting(lost, lost_ev, lost_mode, lost_serial);
+    colo_wait_exit(lost, lost_ev);
+    if (g_str_equal(lost_ev->exit_reason, "request")) {
+        g_assert(tc->survivor == COLO_FAIL_PRIMARY);
+        colo_assert_primary_left(lost, lost_ev);
+    } else {
+        colo_assert_waiting(lost, lost_ev, lost_mode, lost_serial);
+    }
 
     colo_assert_progress(survivor_serial);
     colo_assert_progress(survivor_serial);
@@ -594,29 +649,351 @@ static void colo_test_failover(const void *opaque)
 }
 
 /*
+ * A TCP relay between the primary and the secondary, for every connection
+ * of the migration: the main stream and the multifd channels, each
+ * direction in its own thread, so that one stalled connection holds up no
+ * other, as on a real network.  It can slip garbage into the
+ * secondary-to-primary direction of the main stream, stop forwarding
+ * altogether while the connections stay up, as a network partition would,
+ * or play a sick multifd channel: slow, or one that takes the primary's
+ * data and never delivers it.
+ */
+#define COLO_RELAY_MAX_LINKS 8
+/*
+ * The relay's socket buffers, small: bytes it has taken from the primary
+ * but not passed on are acknowledged all the same, and would look to the
+ * primary like a secondary that reads.
+ */
+#define COLO_RELAY_SOCKET_BUFFER (64 * 1024)
+/* How often the threads look at the test's wishes; a rate's period. */
+#define COLO_RELAY_TICK_MS 50
+
+typedef enum {
+    COLO_LINK_UNKNOWN,          /* the primary has not said what it is */
+    COLO_LINK_MAIN,
+    COLO_LINK_MULTIFD,
+} ColoLinkKind;
+
+typedef struct ColoRelay ColoRelay;
+
+typedef struct {
+    ColoRelay *relay;
+    int src;                    /* from the primary */
+    int out;                    /* to the secondary */
+    int kind;                   /* atomic, a ColoLinkKind */
+    bool swallow;               /* what the primary sends goes nowhere */
+    GThread *down;              /* primary to secondary */
+    GThread *up;                /* secondary to primary */
+} ColoRelayLink;
+
+struct ColoRelay {
+    int listen_fd;
+    int dst_port;
+    int inject;                 /* atomic: send garbage to the primary once */
+    int frozen;                 /* atomic: forward nothing, a partition */
+    int frozen_down;            /* atomic: nothing to the secondary */
+    int frozen_up;              /* atomic: nothing to the primary */
+    int heartbeats;             /* atomic: feed the primary heartbeats */
+    int swallow_multifd;        /* atomic: one multifd channel loses all */
+    int multifd_rate;           /* atomic: bytes per tick, 0 for no limit */
+    int stop;                   /* atomic: the test is done with it */
+    ColoRelayLink links[COLO_RELAY_MAX_LINKS];
+    int nlinks;
+    GThread *thread;            /* accepts the connections */
+};
+
+/* COLOMessage 'heartbeat' as the wire carries it. */
+#define COLO_WIRE_HEARTBEAT 7
+/* The first bytes of a multifd channel (MULTIFD_MAGIC, big-endian). */
+static const uint8_t colo_multifd_magic[4] = { 0x11, 0x22, 0x33, 0x44 };
+
+/*
+ * Whether @fd can be read within a tick; false while the relay, or the
+ * direction @frozen_dir stands for, is frozen.
+ */
+static bool colo_relay_readable(ColoRelay *r, int fd, int *frozen_dir)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    if (qatomic_read(&r->frozen) || qatomic_read(frozen_dir)) {
+        g_usleep(COLO_RELAY_TICK_MS * 1000);
+        return false;
+    }
+    return poll(&pfd, 1, COLO_RELAY_TICK_MS) == 1;
+}
+
+/* Read up to @max bytes from @from and write them to @to (-1: nowhere). */
+static ssize_t colo_relay_forward(int from, int to, size_t max)
+{
+    char buf[64 * 1024];
+    ssize_t n = read(from, buf, MIN(sizeof(buf), max));
+
+    if (n <= 0) {
+        return -1;
+    }
+    for (ssize_t done = 0; to >= 0 && done < n;) {
+        ssize_t w = send(to, buf + done, n - done, MSG_NOSIGNAL);
+
+        if (w <= 0) {
+            return -1;
+        }
+        done += w;
+    }
+    return n;
+}
+
+/* Tell the main stream from a multifd channel by its first bytes. */
+static ColoLinkKind colo_relay_classify(ColoRelay *r, int src)
+{
+    uint8_t head[4];
+
+    while (!qatomic_read(&r->stop)) {
+        ssize_t n;
+
+        if (!colo_relay_readable(r, src, &r->frozen_down)) {
+            continue;
+        }
+        n = recv(src, head, sizeof(head), MSG_PEEK);
+        if (n <= 0) {
+            break;
+        }
+        if (n == sizeof(head)) {
+            return memcmp(head, colo_multifd_magic, 4) ? COLO_LINK_MAIN
+                                                       : COLO_LINK_MULTIFD;
+        }
+        g_usleep(1000);
+    }
+    return COLO_LINK_UNKNOWN;
+}
+
+/* Either direction ending ends the link, as a real connection would. */
+static void colo_relay_link_broken(ColoRelayLink *l)
+{
+    shutdown(l->src, SHUT_RDWR);
+    shutdown(l->out, SHUT_RDWR);
+}
+
+static gpointer colo_relay_down(gpointer opaque)
+{
+    ColoRelayLink *l = opaque;
+    ColoRelay *r = l->relay;
+    ColoLinkKind kind = colo_relay_classify(r, l->src);
+    int64_t tick = 0;
+    size_t sent = 0;
+
+    qatomic_set(&l->kind, kind);
+    while (kind != COLO_LINK_UNKNOWN && !qatomic_read(&r->stop)) {
+        int rate = kind == COLO_LINK_MULTIFD ?
+                   qatomic_read(&r->multifd_rate) : 0;
+        int64_t now = g_get_monotonic_time() / (COLO_RELAY_TICK_MS * 1000);
+        ssize_t n;
+
+        if (kind == COLO_LINK_MULTIFD && !l->swallow &&
+            qatomic_read(&r->swallow_multifd)) {
+            l->swallow = qatomic_xchg(&r->swallow_multifd, 0);
+        }
+        if (now != tick) {
+            tick = now;
+            sent = 0;
+        }
+        if (rate && sent >= rate) {
+            g_usleep(COLO_RELAY_TICK_MS * 1000 / 5);
+            continue;
+        }
+        if (!colo_relay_readable(r, l->src, &r->frozen_down)) {
+            continue;
+        }
+        n = colo_relay_forward(l->src, l->swallow ? -1 : l->out,
+                               rate ? rate - sent : SIZE_MAX);
+        if (n < 0) {
+            break;
+        }
+        sent += n;
+    }
+    colo_relay_link_broken(l);
+    return NULL;
+}
+
+/* The test's wishes that concern the main stream's primary side. */
+static void colo_relay_talk_to_primary(ColoRelay *r, int src)
+{
+    if (qatomic_read(&r->heartbeats)) {
+        uint32_t msg = cpu_to_be32(COLO_WIRE_HEARTBEAT);
+
+        /* Until the primary hangs up on us. */
+        if (send(src, &msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg)) {
+            qatomic_set(&r->heartbeats, 0);
+        }
+    }
+    if (qatomic_xchg(&r->inject, 0)) {
+        static const char garbage[] = "\xde\xad\xbe\xef not a message";
+
+        g_assert_cmpint(send(src, garbage, sizeof(garbage), MSG_NOSIGNAL),
+                        ==, sizeof(garbage));
+    }
+}
+
+static gpointer colo_relay_up(gpointer opaque)
+{
+    ColoRelayLink *l = opaque;
+    ColoRelay *r = l->relay;
+
+    while (!qatomic_read(&r->stop)) {
+        if (qatomic_read(&l->kind) == COLO_LINK_MAIN) {
+            colo_relay_talk_to_primary(r, l->src);
+        }
+        if (colo_relay_readable(r, l->out, &r->frozen_up) &&
+            colo_relay_forward(l->out, l->src, SIZE_MAX) < 0) {
+            break;
+        }
+    }
+    colo_relay_link_broken(l);
+    return NULL;
+}
+
+/*
+ * Every connection ends at once, as when a host dies: its peer sees them
+ * reset, and nothing more comes.
+ */
+static void colo_relay_sever(ColoRelay *r)
+{
+    qatomic_set(&r->frozen, 1);
+    for (int i = 0; i < qatomic_read(&r->nlinks); i++) {
+        colo_relay_link_broken(&r->links[i]);
+    }
+}
+
+static void colo_relay_small_buffer(int fd, int which)
+{
+    int size = COLO_RELAY_SOCKET_BUFFER;
+
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, which, &size, sizeof(size)),
+                    ==, 0);
+}
+
+static gpointer colo_relay_run(gpointer opaque)
+{
+    ColoRelay *r = opaque;
+    struct sockaddr_in dst = {
+        .sin_family = AF_INET,
+        .sin_port = htons(r->dst_port),
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    };
+
+    while (!qatomic_read(&r->stop)) {
+        struct pollfd pfd = { .fd = r->listen_fd, .events = POLLIN };
+        ColoRelayLink *l;
+
+        if (poll(&pfd, 1, COLO_RELAY_TICK_MS) != 1) {
+            continue;
+        }
+        g_assert_cmpint(r->nlinks, <, COLO_RELAY_MAX_LINKS);
+        l = &r->links[r->nlinks];
+        qatomic_set(&r->nlinks, r->nlinks + 1);
+        l->relay = r;
+        l->src = accept(r->listen_fd, NULL, NULL);
+        l->out = socket(AF_INET, SOCK_STREAM, 0);
+        g_assert_cmpint(l->src, >=, 0);
+        colo_relay_small_buffer(l->out, SO_SNDBUF);
+        g_assert_cmpint(connect(l->out, (struct sockaddr *)&dst,
+                                sizeof(dst)), ==, 0);
+        l->down = g_thread_new("colo-relay-down", colo_relay_down, l);
+        l->up = g_thread_new("colo-relay-up", colo_relay_up, l);
+    }
+    for (int i = 0; i < r->nlinks; i++) {
+        g_thread_join(r->links[i].down);
+        g_thread_join(r->links[i].up);
+        close(r->links[i].src);
+        close(r->links[i].out);
+    }
+    return NULL;
+}
+
+static char *colo_relay_start(ColoRelay *r, QTestState *to)
+{
+    g_autofree char *dst_uri = migrate_get_connect_uri(to);
+    const char *port = strrchr(dst_uri, ':');
+    struct sockaddr_in addr = {
+        .sin_family = AF_INET,
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    };
+    socklen_t len = sizeof(addr);
+
+    g_assert(port);
+    r->dst_port = atoi(port + 1);
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    /* Accepted connections inherit it. */
+    colo_relay_small_buffer(r->listen_fd, SO_RCVBUF);
+    g_assert_cmpint(bind(r->listen_fd, (struct sockaddr *)&addr,
+                         sizeof(addr)), ==, 0);
+    g_assert_cmpint(listen(r->listen_fd, COLO_RELAY_MAX_LINKS), ==, 0);
+    g_assert_cmpint(getsockname(r->listen_fd, (struct sockaddr *)&addr,
+                                &len), ==, 0);
+    r->thread = g_thread_new("colo-relay", colo_relay_run, r);
+    return g_strdup_printf("tcp:127.0.0.1:%d", ntohs(addr.sin_port));
+}
+
+static void colo_relay_stop(ColoRelay *r)
+{
+    qatomic_set(&r->stop, 1);
+    g_thread_join(r->thread);
+    close(r->listen_fd);
+}
+
+/* COLO through a relay, after its first checkpoint. */
+static void colo_start_relayed(const ColoTestCase *tc, QTestState **from,
+                               QTestState **to, ColoEvents *src_ev,
+                               ColoEvents *dst_ev, ColoRelay *relay)
+{
+    g_autofree char *relay_uri = NULL;
+
+    colo_prepare(tc, from, to, src_ev, dst_ev);
+    relay_uri = colo_relay_start(relay, *to);
+    colo_migrate(*from, *to, relay_uri);
+    if (!tc->delay_ms) {
+        colo_wait_checkpoint(*to, dst_ev);
+    }
+}
+
+static void colo_end_relayed(QTestState *from, QTestState *to,
+                             ColoEvents *src_ev, ColoEvents *dst_ev,
+                             ColoRelay *relay)
+{
+    migrate_end(from, to, false);
+    colo_relay_stop(relay);
+    colo_events_free(src_ev);
+    colo_events_free(dst_ev);
+}
+
+/*
  * A peer that dies: the survivor reports it (COLO_EXIT, reason error) and
  * waits until told to go on; with colo-auto-failover it goes on at once.
+ *
+ * A QEMU that gets SIGTERM shuts down in order, which for a primary is a
+ * planned exit; libqtest cannot reap one killed with SIGKILL.  So death
+ * is played: the victim is stopped, and the relay resets every connection
+ * to it, which is what the survivor sees of a host that died.
  */
 static void colo_test_peer_killed(const void *opaque)
 {
     const ColoTestCase *tc = opaque;
     ColoEvents src_ev = { 0 }, dst_ev = { 0 };
-    QTestState *from, *to, *survivor;
+    ColoRelay relay = { 0 };
+    QTestState *from, *to, *survivor, *victim;
     ColoEvents *survivor_ev;
     const char *survivor_mode, *survivor_serial;
 
-    colo_start(tc, &from, &to, &src_ev, &dst_ev);
-    colo_wait_checkpoint(to, &dst_ev);
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
 
     if (tc->survivor == COLO_FAIL_PRIMARY) {
-        qtest_kill_qemu(to);
-        survivor = from, survivor_ev = &src_ev;
+        victim = to, survivor = from, survivor_ev = &src_ev;
         survivor_mode = "primary", survivor_serial = "src_serial";
     } else {
-        qtest_kill_qemu(from);
-        survivor = to, survivor_ev = &dst_ev;
+        victim = from, survivor = to, survivor_ev = &dst_ev;
         survivor_mode = "secondary", survivor_serial = "dest_serial";
     }
+    g_assert_cmpint(kill(qtest_pid(victim), SIGSTOP), ==, 0);
+    colo_relay_sever(&relay);
 
     if (tc->auto_failover) {
         colo_wait_exit(survivor, survivor_ev);
@@ -627,12 +1004,12 @@ static void colo_test_peer_killed(const void *opaque)
     } else {
         colo_assert_waiting(survivor, survivor_ev, survivor_mode,
                             survivor_serial);
+        g_assert_cmpstr(survivor_ev->lost_cause, ==, "link-failed");
         colo_decide(survivor, survivor_mode, survivor_serial);
     }
 
-    migrate_end(from, to, false);
-    colo_events_free(&src_ev);
-    colo_events_free(&dst_ev);
+    g_assert_cmpint(kill(qtest_pid(victim), SIGCONT), ==, 0);
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
 }
 
 /*
@@ -664,6 +1041,7 @@ static void colo_test_peer_hung(const void *opaque)
 
     colo_assert_waiting(survivor, survivor_ev, survivor_mode,
                         survivor_serial);
+    g_assert_cmpstr(survivor_ev->lost_cause, ==, "peer-silent");
     colo_decide(survivor, survivor_mode, survivor_serial);
 
     g_assert_cmpint(kill(qtest_pid(hung), SIGCONT), ==, 0);
@@ -703,151 +1081,6 @@ static void colo_test_yank_unblocks(const void *opaque)
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
     colo_events_free(&dst_ev);
-}
-
-/*
- * A TCP relay between the primary and the secondary that can slip garbage
- * into the secondary-to-primary direction, or stop forwarding altogether
- * while both connections stay up, as a network partition would.
- */
-typedef struct {
-    int listen_fd;
-    int dst_port;
-    int inject;                 /* atomic: send garbage to the primary once */
-    int frozen;                 /* atomic: forward nothing, a partition */
-    int heartbeats;             /* atomic: feed the primary heartbeats */
-    int stop;                   /* atomic: the test is done with it */
-    GThread *thread;
-} ColoRelay;
-
-/* COLOMessage 'heartbeat' as the wire carries it. */
-#define COLO_WIRE_HEARTBEAT 7
-
-static int colo_relay_forward(int from, int to)
-{
-    char buf[64 * 1024];
-    ssize_t n = read(from, buf, sizeof(buf));
-
-    if (n <= 0) {
-        return -1;
-    }
-    for (ssize_t done = 0; done < n;) {
-        ssize_t w = write(to, buf + done, n - done);
-
-        if (w <= 0) {
-            return -1;
-        }
-        done += w;
-    }
-    return 0;
-}
-
-static gpointer colo_relay_run(gpointer opaque)
-{
-    ColoRelay *r = opaque;
-    struct sockaddr_in dst = {
-        .sin_family = AF_INET,
-        .sin_port = htons(r->dst_port),
-        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-    };
-    int src = accept(r->listen_fd, NULL, NULL);
-    int out = socket(AF_INET, SOCK_STREAM, 0);
-
-    g_assert_cmpint(src, >=, 0);
-    g_assert_cmpint(connect(out, (struct sockaddr *)&dst, sizeof(dst)), ==, 0);
-    while (!qatomic_read(&r->stop)) {
-        short events = qatomic_read(&r->frozen) ? 0 : POLLIN;
-        struct pollfd fds[2] = {
-            { .fd = src, .events = events },
-            { .fd = out, .events = events },
-        };
-
-        if (qatomic_read(&r->heartbeats)) {
-            uint32_t msg = cpu_to_be32(COLO_WIRE_HEARTBEAT);
-
-            /* Until the primary hangs up on us. */
-            if (send(src, &msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg)) {
-                qatomic_set(&r->heartbeats, 0);
-            }
-        }
-        if (qatomic_xchg(&r->inject, 0)) {
-            static const char garbage[] = "\xde\xad\xbe\xef not a message";
-
-            g_assert_cmpint(write(src, garbage, sizeof(garbage)), ==,
-                            sizeof(garbage));
-        }
-        if (poll(fds, 2, 50) < 0) {
-            break;
-        }
-        if (!events) {
-            continue;
-        }
-        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            colo_relay_forward(src, out) < 0) {
-            break;
-        }
-        if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            colo_relay_forward(out, src) < 0) {
-            break;
-        }
-    }
-    close(src);
-    close(out);
-    return NULL;
-}
-
-static char *colo_relay_start(ColoRelay *r, QTestState *to)
-{
-    g_autofree char *dst_uri = migrate_get_connect_uri(to);
-    const char *port = strrchr(dst_uri, ':');
-    struct sockaddr_in addr = {
-        .sin_family = AF_INET,
-        .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-    };
-    socklen_t len = sizeof(addr);
-
-    g_assert(port);
-    r->dst_port = atoi(port + 1);
-    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    g_assert_cmpint(bind(r->listen_fd, (struct sockaddr *)&addr,
-                         sizeof(addr)), ==, 0);
-    g_assert_cmpint(listen(r->listen_fd, 1), ==, 0);
-    g_assert_cmpint(getsockname(r->listen_fd, (struct sockaddr *)&addr,
-                                &len), ==, 0);
-    r->thread = g_thread_new("colo-relay", colo_relay_run, r);
-    return g_strdup_printf("tcp:127.0.0.1:%d", ntohs(addr.sin_port));
-}
-
-static void colo_relay_stop(ColoRelay *r)
-{
-    qatomic_set(&r->stop, 1);
-    g_thread_join(r->thread);
-    close(r->listen_fd);
-}
-
-/* COLO through a relay, after its first checkpoint. */
-static void colo_start_relayed(const ColoTestCase *tc, QTestState **from,
-                               QTestState **to, ColoEvents *src_ev,
-                               ColoEvents *dst_ev, ColoRelay *relay)
-{
-    g_autofree char *relay_uri = NULL;
-
-    colo_prepare(tc, from, to, src_ev, dst_ev);
-    relay_uri = colo_relay_start(relay, *to);
-    colo_migrate(*from, *to, relay_uri);
-    if (!tc->delay_ms) {
-        colo_wait_checkpoint(*to, dst_ev);
-    }
-}
-
-static void colo_end_relayed(QTestState *from, QTestState *to,
-                             ColoEvents *src_ev, ColoEvents *dst_ev,
-                             ColoRelay *relay)
-{
-    migrate_end(from, to, false);
-    colo_relay_stop(relay);
-    colo_events_free(src_ev);
-    colo_events_free(dst_ev);
 }
 
 /*
@@ -892,7 +1125,67 @@ static void colo_test_heartbeats_only(const void *opaque)
     /* Heartbeats kept colo-peer-timeout from firing; the deadline did. */
     g_assert_cmpint(g_get_monotonic_time() - start, >=, 4500 * 1000);
     colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+    g_assert_cmpstr(src_ev.lost_cause, ==, "checkpoint-overdue");
     colo_decide(from, "primary", "src_serial");
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
+}
+
+/*
+ * One multifd channel takes the primary's data and never delivers it, so
+ * the secondary's load waits for a sync that cannot complete.  The loss
+ * is noticed on both sides, neither holds its BQL while it waits for the
+ * decision, and the secondary, told to, takes over.
+ */
+static void colo_test_multifd_channel_lost(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to;
+
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
+    qatomic_set(&relay.swallow_multifd, 1);
+    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
+    colo_assert_waiting(from, &src_ev, "primary", "src_serial");
+
+    colo_decide(to, "secondary", "dest_serial");
+    colo_assert_frozen(from, "src_serial");
+    colo_assert_status(from, "primary", "primary", "peer-lost");
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
+}
+
+/*
+ * Slow multifd channels: a checkpoint's RAM takes several times
+ * colo-peer-timeout to cross them while the main stream is quiet.  Slow
+ * is not dead: COLO goes on checkpointing.
+ */
+#define COLO_SLOW_MULTIFD_BYTES_PER_TICK (128 * 1024)
+
+static void colo_test_multifd_slow(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to;
+
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
+    for (int i = 0; i < 2; i++) {
+        QTestState *side = i ? to : from;
+
+        migrate_set_parameter_int(side, "colo-peer-timeout", 500);
+        migrate_set_parameter_int(side, "colo-checkpoint-timeout", 120000);
+    }
+    qatomic_set(&relay.multifd_rate, COLO_SLOW_MULTIFD_BYTES_PER_TICK);
+    for (int i = 0; i < COLO_CHECKPOINTS_BEFORE_FAILOVER; i++) {
+        colo_wait_checkpoint(to, &dst_ev);
+    }
+    colo_pump_events(from);
+    g_assert(!src_ev.exited);
+    colo_assert_status(from, "primary", "primary", "none");
+    colo_assert_status(to, "secondary", "secondary", "none");
+
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
     colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
 }
 
@@ -908,14 +1201,37 @@ static void colo_test_migrate_cancel(const void *opaque)
     QTestState *from, *to;
 
     colo_start(tc, &from, &to, &src_ev, &dst_ev);
-    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_primary_started(from, &src_ev);
 
     migrate_cancel(from);
     colo_wait_exit(from, &src_ev);
     g_assert_cmpstr(src_ev.exit_reason, ==, "request");
     wait_for_migration_status(from, "cancelled", NULL);
     colo_assert_progress("src_serial");
-    colo_assert_waiting(to, &dst_ev, "secondary", "dest_serial");
+    colo_assert_primary_left(to, &dst_ev);
+
+    migrate_end(from, to, false);
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
+/*
+ * The primary's QEMU is told to quit: a planned exit.  The secondary
+ * reports it, and even with colo-auto-failover does not take over by
+ * itself; told to, it goes on, which makes a planned switchover.
+ */
+static void colo_test_primary_quits(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_wait_primary_started(from, &src_ev);
+
+    qtest_kill_qemu(from);      /* SIGTERM: QEMU shuts down in order */
+    colo_assert_primary_left(to, &dst_ev);
+    colo_decide(to, "secondary", "dest_serial");
 
     migrate_end(from, to, false);
     colo_events_free(&src_ev);
@@ -943,6 +1259,122 @@ static void colo_test_partition(const void *opaque)
     colo_decide(from, "primary", "src_serial");
     colo_assert_frozen(to, "dest_serial");
     colo_assert_status(to, "secondary", "secondary", "peer-lost");
+    colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
+}
+
+/* ---- The fault matrix: make faults ---- */
+
+typedef enum {
+    COLO_FAULT_NONE,
+    COLO_FAULT_KILL,            /* the other side's host dies */
+    COLO_FAULT_HANG,            /* the other side's process stops */
+    COLO_FAULT_CUT,             /* the link breaks both ways */
+    COLO_FAULT_CUT_TO_SECONDARY,    /* ... only towards the secondary */
+    COLO_FAULT_CUT_TO_PRIMARY,      /* ... only towards the primary */
+    COLO_FAULT_YANK,            /* someone yanks the other side's link */
+    COLO_FAULT__MAX,
+} ColoFault;
+
+static const char *const colo_fault_names[COLO_FAULT__MAX] = {
+    [COLO_FAULT_KILL] = "kill",
+    [COLO_FAULT_HANG] = "hang",
+    [COLO_FAULT_CUT] = "cut",
+    [COLO_FAULT_CUT_TO_SECONDARY] = "cut_to_secondary",
+    [COLO_FAULT_CUT_TO_PRIMARY] = "cut_to_primary",
+    [COLO_FAULT_YANK] = "yank",
+};
+
+/*
+ * From a fault to its report: colo-peer-timeout plus what two TCG guests
+ * on two cores need to get there.
+ */
+#define COLO_FAULT_REPORT_US ((COLO_PEER_TIMEOUT_MS + 30 * 1000) * 1000LL)
+
+static void colo_fault_inject(const ColoTestCase *tc, ColoRelay *relay,
+                              QTestState *other)
+{
+    switch (tc->fault) {
+    case COLO_FAULT_KILL:
+        g_assert_cmpint(kill(qtest_pid(other), SIGSTOP), ==, 0);
+        colo_relay_sever(relay);
+        break;
+    case COLO_FAULT_HANG:
+        g_assert_cmpint(kill(qtest_pid(other), SIGSTOP), ==, 0);
+        break;
+    case COLO_FAULT_CUT:
+        qatomic_set(&relay->frozen, 1);
+        break;
+    case COLO_FAULT_CUT_TO_SECONDARY:
+        qatomic_set(&relay->frozen_down, 1);
+        break;
+    case COLO_FAULT_CUT_TO_PRIMARY:
+        qatomic_set(&relay->frozen_up, 1);
+        break;
+    case COLO_FAULT_YANK:
+        qtest_qmp_assert_success(other, "{ 'exec-oob': 'yank', 'id': 'f', "
+                                 "'arguments': { 'instances': "
+                                 "[ { 'type': 'migration' } ] } }");
+        break;
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/*
+ * One cell of the matrix: a fault, at steady state or while the primary
+ * is stopped for a checkpoint, plain or multifd, either side chosen to go
+ * on.  Neither side goes live by itself; each that can still speak
+ * reports the loss within the timeouts and answers QMP; after the
+ * decision exactly one guest runs, and the other stays stopped even once
+ * it can see again what happened.
+ */
+static void colo_test_fault(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    ColoRelay relay = { 0 };
+    QTestState *from, *to, *survivor, *other;
+    ColoEvents *survivor_ev, *other_ev;
+    const char *survivor_mode, *other_mode, *survivor_serial, *other_serial;
+    bool other_stopped = tc->fault == COLO_FAULT_KILL ||
+                         tc->fault == COLO_FAULT_HANG;
+    gint64 start;
+
+    colo_start_relayed(tc, &from, &to, &src_ev, &dst_ev, &relay);
+    colo_wait_checkpoint(to, &dst_ev);
+    if (tc->survivor == COLO_FAIL_PRIMARY) {
+        survivor = from, other = to;
+        survivor_ev = &src_ev, other_ev = &dst_ev;
+        survivor_mode = "primary", other_mode = "secondary";
+        survivor_serial = "src_serial", other_serial = "dest_serial";
+    } else {
+        survivor = to, other = from;
+        survivor_ev = &dst_ev, other_ev = &src_ev;
+        survivor_mode = "secondary", other_mode = "primary";
+        survivor_serial = "dest_serial", other_serial = "src_serial";
+    }
+    if (tc->during_checkpoint) {
+        colo_wait_stop(from, &src_ev);
+    }
+
+    start = g_get_monotonic_time();
+    colo_fault_inject(tc, &relay, other);
+    colo_wait_exit(survivor, survivor_ev);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, COLO_FAULT_REPORT_US);
+    colo_assert_waiting(survivor, survivor_ev, survivor_mode,
+                        survivor_serial);
+    if (!other_stopped) {
+        colo_assert_waiting(other, other_ev, other_mode, other_serial);
+    }
+
+    colo_decide(survivor, survivor_mode, survivor_serial);
+    if (other_stopped) {
+        /* Back, it finds its peer gone: it reports, and does not run. */
+        g_assert_cmpint(kill(qtest_pid(other), SIGCONT), ==, 0);
+        colo_assert_waiting(other, other_ev, other_mode, other_serial);
+    }
+    colo_assert_frozen(other, other_serial);
+    colo_assert_progress(survivor_serial);
     colo_end_relayed(from, to, &src_ev, &dst_ev, &relay);
 }
 
@@ -1474,9 +1906,15 @@ void migration_test_add_colo(MigrationTestEnv *env)
     colo_add("errors/garbage_from_secondary", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_garbage_from_secondary);
+    /* Planned exits: no periodic checkpoint, so the primary is idle. */
     colo_add("errors/migrate_cancel", (ColoTestCase) {
         .machine = "pc", .return_path = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
     }, colo_test_migrate_cancel);
+    colo_add("errors/primary_quits", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .auto_failover = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
+    }, colo_test_primary_quits);
     colo_add("errors/cont_refused_during_checkpoint", (ColoTestCase) {
         .machine = "pc", .return_path = true,
     }, colo_test_cont_refused);
@@ -1492,6 +1930,32 @@ void migration_test_add_colo(MigrationTestEnv *env)
     colo_add("errors/multifd_settings_frozen", (ColoTestCase) {
         .machine = "pc", .return_path = true, .multifd = true,
     }, colo_test_capabilities_frozen);
+    colo_add("errors/multifd_channel_lost", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .multifd = true,
+    }, colo_test_multifd_channel_lost);
+    colo_add("errors/multifd_slow_is_not_dead", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .multifd = true,
+    }, colo_test_multifd_slow);
+    for (int f = COLO_FAULT_KILL; f < COLO_FAULT__MAX; f++) {
+        for (int t = 0; t < G_N_ELEMENTS(transports); t++) {
+            for (int during = 0; during < 2; during++) {
+                for (int s = 0; s < 2; s++) {
+                    g_autofree char *name = g_strdup_printf(
+                        "faults/%s/%s_%s_%s_goes_on", colo_fault_names[f],
+                        transports[t].name, during ? "checkpoint" : "steady",
+                        s ? "secondary" : "primary");
+
+                    colo_add(name, (ColoTestCase) {
+                        .machine = "pc", .return_path = true,
+                        .multifd = transports[t].multifd,
+                        .survivor = s ? COLO_FAIL_SECONDARY
+                                      : COLO_FAIL_PRIMARY,
+                        .during_checkpoint = during, .fault = f,
+                    }, colo_test_fault);
+                }
+            }
+        }
+    }
     migration_test_add("/migration/colo/errors/heartbeat_outside_colo",
                        colo_test_heartbeat_outside_colo);
     migration_test_add("/migration/colo/errors/postcopy_refused",

@@ -66,8 +66,8 @@ static ColoRamDigest *two_blocks(uint8_t *a, size_t alen, uint8_t *b,
 {
     ColoRamDigest *d = colo_ram_digest_new(PAGE);
 
-    colo_ram_digest_add_block(d, "pc.ram", a, alen, NULL, NULL);
-    colo_ram_digest_add_block(d, "vga.vram", b, blen, NULL, NULL);
+    colo_ram_digest_add_block(d, "pc.ram", a, alen);
+    colo_ram_digest_add_block(d, "vga.vram", b, blen);
     return d;
 }
 
@@ -118,11 +118,11 @@ static void test_samples(void)
     g_autoptr(ColoRamDigest) y = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "pc.ram", a, 32 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, 32 * PAGE);
     for (int i = 2; i < 32; i += 2) {
         a[i * PAGE] ^= 1;
     }
-    colo_ram_digest_add_block(y, "pc.ram", a, 32 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(y, "pc.ram", a, 32 * PAGE);
     g_assert_false(colo_ram_digest_compare(x, y, &diff));
     g_assert_cmpuint(diff.pages, ==, 15);
     g_assert_cmpuint(diff.nsample, ==, COLO_RAM_DIFF_SAMPLES);
@@ -138,7 +138,7 @@ static void test_lookup(void)
     g_autoptr(ColoRamDigest) x = colo_ram_digest_new(PAGE);
     uint64_t h = 0;
 
-    colo_ram_digest_add_block(x, "pc.ram", a, 4 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, 4 * PAGE);
     g_assert_true(colo_ram_digest_lookup(x, "pc.ram", 2 * PAGE + 5, &h));
     g_assert_cmphex(h, ==, colo_page_hash(a + 2 * PAGE, PAGE));
     g_assert_false(colo_ram_digest_lookup(x, "pc.ram", 4 * PAGE, &h));
@@ -154,10 +154,10 @@ static void test_block_order(void)
     g_autoptr(ColoRamDigest) y = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "one", a, 4 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(x, "two", b, 2 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(y, "two", b, 2 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(y, "one", a, 4 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "one", a, 4 * PAGE);
+    colo_ram_digest_add_block(x, "two", b, 2 * PAGE);
+    colo_ram_digest_add_block(y, "two", b, 2 * PAGE);
+    colo_ram_digest_add_block(y, "one", a, 4 * PAGE);
     g_assert_true(colo_ram_digest_compare(x, y, &diff));
     colo_ram_diff_clear(&diff);
 }
@@ -171,7 +171,7 @@ static void test_block_missing_or_resized(void)
     g_autoptr(ColoRamDigest) only_a = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(only_a, "pc.ram", a, 4 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(only_a, "pc.ram", a, 4 * PAGE);
 
     /* A block the peer lacks differs in all its pages, either way round. */
     g_assert_false(colo_ram_digest_compare(full, only_a, &diff));
@@ -197,8 +197,8 @@ static void test_page_size_differs(void)
     g_autoptr(ColoRamDigest) y = colo_ram_digest_new(PAGE * 2);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "pc.ram", a, 4 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(y, "pc.ram", a, 4 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, 4 * PAGE);
+    colo_ram_digest_add_block(y, "pc.ram", a, 4 * PAGE);
     g_assert_false(colo_ram_digest_compare(x, y, &diff));
     g_assert_cmpuint(diff.pages, ==, 4);
     colo_ram_diff_clear(&diff);
@@ -212,9 +212,9 @@ static void test_partial_page(void)
     g_autoptr(ColoRamDigest) y = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "rom", a, PAGE + 100, NULL, NULL);
+    colo_ram_digest_add_block(x, "rom", a, PAGE + 100);
     a[PAGE + 99] ^= 1;
-    colo_ram_digest_add_block(y, "rom", a, PAGE + 100, NULL, NULL);
+    colo_ram_digest_add_block(y, "rom", a, PAGE + 100);
     g_assert_cmpuint(colo_ram_digest_pages(x), ==, 2);
     g_assert_false(colo_ram_digest_compare(x, y, &diff));
     g_assert_cmpuint(diff.pages, ==, 1);
@@ -272,7 +272,7 @@ static void test_trailing_bytes(void)
     g_autoptr(GByteArray) enc = NULL;
     static const uint8_t extra[3] = { 1, 2, 3 };
 
-    colo_ram_digest_add_block(x, "pc.ram", a, PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, PAGE);
     enc = colo_ram_digest_encode(x);
     g_byte_array_append(enc, extra, sizeof(extra));
     assert_refused(enc->data, enc->len, 1000, "after the last block");
@@ -302,7 +302,7 @@ static void test_too_many_pages(void)
         0, 0, 0x10, 0, 0, 0, 0, 0,  /* of 16 TiB, with no hashes */
     };
 
-    colo_ram_digest_add_block(x, "pc.ram", a, 64 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, 64 * PAGE);
     enc = colo_ram_digest_encode(x);
     assert_refused(enc->data, enc->len, 63, "more than");
     assert_refused(huge_block, sizeof(huge_block), UINT64_MAX, "more than");
@@ -341,8 +341,8 @@ static void test_duplicates_and_block_count(void)
     g_autoptr(GByteArray) enc = NULL;
     uint8_t many[8] = { 0, 0, 0x10, 0 };
 
-    colo_ram_digest_add_block(x, "pc.ram", a, PAGE, NULL, NULL);
-    colo_ram_digest_add_block(x, "pc.ram", a, PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, PAGE);
+    colo_ram_digest_add_block(x, "pc.ram", a, PAGE);
     enc = colo_ram_digest_encode(x);
     assert_refused(enc->data, enc->len, 1000, "twice");
 
@@ -359,11 +359,11 @@ static void test_empty_blocks(void)
     g_autoptr(ColoRamDigest) z = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "empty", a, 0, NULL, NULL);
-    colo_ram_digest_add_block(x, "pc.ram", a, 2 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(y, "empty", a, 0, NULL, NULL);
-    colo_ram_digest_add_block(y, "pc.ram", a, 2 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(z, "pc.ram", a, 2 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "empty", a, 0);
+    colo_ram_digest_add_block(x, "pc.ram", a, 2 * PAGE);
+    colo_ram_digest_add_block(y, "empty", a, 0);
+    colo_ram_digest_add_block(y, "pc.ram", a, 2 * PAGE);
+    colo_ram_digest_add_block(z, "pc.ram", a, 2 * PAGE);
 
     g_assert_true(colo_ram_digest_compare(x, y, &diff));
     colo_ram_diff_clear(&diff);
@@ -384,29 +384,11 @@ static void test_shorter_block(void)
     g_autoptr(ColoRamDigest) y = colo_ram_digest_new(PAGE);
     ColoRamDiff diff;
 
-    colo_ram_digest_add_block(x, "pc.ram", a, 2 * PAGE, NULL, NULL);
-    colo_ram_digest_add_block(y, "pc.ram", a, 8 * PAGE, NULL, NULL);
+    colo_ram_digest_add_block(x, "pc.ram", a, 2 * PAGE);
+    colo_ram_digest_add_block(y, "pc.ram", a, 8 * PAGE);
     g_assert_false(colo_ram_digest_compare(x, y, &diff));
     g_assert_cmpuint(diff.pages, ==, 8);
     colo_ram_diff_clear(&diff);
-}
-
-static void count_progress(void *opaque)
-{
-    (*(unsigned *)opaque)++;
-}
-
-/* Long blocks report progress, so that the caller can keep a link up. */
-static void test_progress(void)
-{
-    uint64_t pages = COLO_RAM_DIGEST_PROGRESS_PAGES * 2 + 5;
-    g_autofree uint8_t *a = g_malloc0(pages * 64);
-    g_autoptr(ColoRamDigest) x = colo_ram_digest_new(64);
-    unsigned calls = 0;
-
-    colo_ram_digest_add_block(x, "pc.ram", a, pages * 64, count_progress,
-                              &calls);
-    g_assert_cmpuint(calls, ==, 2);
 }
 
 int main(int argc, char **argv)
@@ -440,6 +422,5 @@ int main(int argc, char **argv)
                     test_empty_blocks);
     g_test_add_func("/colo/ram-digest/compare/shorter-block",
                     test_shorter_block);
-    g_test_add_func("/colo/ram-digest/hash/progress", test_progress);
     return g_test_run();
 }
