@@ -40,12 +40,24 @@ OBJECT_DECLARE_SIMPLE_TYPE(ColoCompare, COLO_COMPARE)
 #define COMPARE_DEFAULT_MAX_QUEUE       1024
 /* Connections tracked at once; the least recently used one goes beyond. */
 #define COMPARE_MAX_CONNECTIONS         4096
-/* What outdev may owe its reader before packets are dropped... */
-#define COMPARE_OUT_QUEUE_BYTES         (4 * 1024 * 1024)
-/* ...and before input stops being read (one frame overshoots at most). */
+/*
+ * What outdev owes its reader is not capped: every packet in it was held
+ * by the matcher a moment before, within the matcher's limits, and a
+ * checkpoint lets out all that waited for it at once.  Input stops being
+ * read while the reader owes this much (one frame overshoots at most).
+ */
 #define COMPARE_OUT_PAUSE_BYTES         (1 * 1024 * 1024)
-/* The message a Xen toolstack waits for on notify_dev. */
+/* notify_dev carries a few short messages. */
+#define COMPARE_NOTIFY_QUEUE_BYTES      (64 * 1024)
+/*
+ * The Xen toolstack's protocol on notify_dev, one framed string each way:
+ * we ask for a checkpoint; it says hello, which we answer, and tells us
+ * when a checkpoint is done.
+ */
 #define COMPARE_XEN_CHECKPOINT_MSG      "DO_CHECKPOINT"
+#define COMPARE_XEN_HELLO_MSG           "COLO_USERSPACE_PROXY_INIT"
+#define COMPARE_XEN_HELLO_REPLY_MSG     "COLO_COMPARE_GET_XEN_INIT"
+#define COMPARE_XEN_CHECKPOINT_DONE_MSG "COLO_CHECKPOINT"
 
 enum { IN_PRIMARY, IN_SECONDARY, IN__MAX };
 
@@ -74,6 +86,7 @@ struct ColoCompare {
     /* Only the iothread touches these, under @lock. */
     QemuMutex lock;
     ColoFrameReader reader[IN__MAX];
+    ColoFrameReader notify_reader;  /* with notify_dev */
     ColoFrameWriter *out_writer;
     ColoFrameWriter *notify_writer;
     ColoMatcher *matcher;
@@ -130,9 +143,16 @@ static void compare_release(void *opaque, ColoFrame *frame)
     ColoCompare *c = opaque;
     struct iovec iov = { .iov_base = frame->data, .iov_len = frame->len };
 
-    /* A full or absent outdev drops and counts; it never blocks. */
+    /* An absent outdev drops and counts; it never blocks. */
     colo_frame_writer_send(c->out_writer, &iov, 1, frame->vnet_hdr_len);
     g_free(frame->data);
+}
+
+static void compare_notify_send(ColoCompare *c, const char *msg)
+{
+    struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
+
+    colo_frame_writer_send(c->notify_writer, &iov, 1, 0);
 }
 
 static void compare_diverged(void *opaque, ColoDivergence why)
@@ -143,12 +163,7 @@ static void compare_diverged(void *opaque, ColoDivergence why)
     trace_colo_compare_diverged(c->name, colo_divergence_str(why),
                                 c->checkpoint_requests);
     if (c->notify_writer) {
-        struct iovec iov = {
-            .iov_base = (void *)COMPARE_XEN_CHECKPOINT_MSG,
-            .iov_len = strlen(COMPARE_XEN_CHECKPOINT_MSG),
-        };
-
-        colo_frame_writer_send(c->notify_writer, &iov, 1, 0);
+        compare_notify_send(c, COMPARE_XEN_CHECKPOINT_MSG);
     } else {
         colo_checkpoint_request();
     }
@@ -224,6 +239,58 @@ static void compare_secondary_read(void *opaque, const uint8_t *buf,
                                    int size)
 {
     compare_read(opaque, IN_SECONDARY, buf, size);
+}
+
+static bool compare_notify_is(const uint8_t *buf, size_t len,
+                              const char *msg)
+{
+    return len == strlen(msg) && !memcmp(buf, msg, len);
+}
+
+/* A message from the Xen toolstack on notify_dev (iothread, @lock held). */
+static void compare_notify_frame(void *opaque, const uint8_t *buf,
+                                 size_t len, uint32_t vnet_hdr_len)
+{
+    ColoCompare *c = opaque;
+
+    if (compare_notify_is(buf, len, COMPARE_XEN_HELLO_MSG)) {
+        trace_colo_compare_event(c->name, "Xen toolstack connected");
+        compare_notify_send(c, COMPARE_XEN_HELLO_REPLY_MSG);
+    } else if (compare_notify_is(buf, len, COMPARE_XEN_CHECKPOINT_DONE_MSG)) {
+        /*
+         * Xen took the checkpoint without telling us it began: all that
+         * came before this message is covered by it.
+         */
+        trace_colo_compare_event(c->name, "Xen checkpoint done");
+        colo_matcher_checkpoint_begin(c->matcher);
+        colo_matcher_checkpoint_done(c->matcher);
+    } else {
+        trace_colo_compare_event(c->name, "unknown notify_dev message");
+    }
+}
+
+static int compare_notify_can_read(void *opaque)
+{
+    return COLO_FRAME_MAX_LEN;
+}
+
+static void compare_notify_read(void *opaque, const uint8_t *buf, int size)
+{
+    ColoCompare *c = opaque;
+
+    QEMU_LOCK_GUARD(&c->lock);
+    colo_frame_reader_feed(&c->notify_reader, buf, size,
+                           compare_notify_frame, c);
+}
+
+static void compare_notify_event(void *opaque, QEMUChrEvent event)
+{
+    ColoCompare *c = opaque;
+
+    if (event == CHR_EVENT_CLOSED || event == CHR_EVENT_OPENED) {
+        QEMU_LOCK_GUARD(&c->lock);
+        colo_frame_reader_reset(&c->notify_reader);
+    }
 }
 
 /* A new connection starts on a frame boundary: forget a partial frame. */
@@ -385,15 +452,21 @@ static void colo_compare_complete(UserCreatable *uc, Error **errp)
     /* The writers' watches run where the handlers were set: the iothread. */
     qemu_chr_fe_set_handlers(&c->out, NULL, NULL, NULL, NULL, NULL,
                              c->gctx, true);
-    c->out_writer = colo_frame_writer_new(&c->out, c->vnet_hdr,
-                                          COMPARE_OUT_QUEUE_BYTES);
+    c->out_writer = colo_frame_writer_new(&c->out, c->vnet_hdr, SIZE_MAX);
     if (c->notify_id) {
+        colo_frame_reader_init(&c->notify_reader, false);
         qemu_chr_fe_set_handlers(&c->notify, NULL, NULL, NULL, NULL, NULL,
                                  c->gctx, true);
         c->notify_writer = colo_frame_writer_new(&c->notify, false,
-                                                 COMPARE_OUT_QUEUE_BYTES);
+                                                 COMPARE_NOTIFY_QUEUE_BYTES);
     }
     compare_run_sync(c, compare_start_in_iothread);
+    if (c->notify_id) {
+        /* After the matcher exists: a message may come at once. */
+        qemu_chr_fe_set_handlers(&c->notify, compare_notify_can_read,
+                                 compare_notify_read, compare_notify_event,
+                                 NULL, c, c->gctx, true);
+    }
 
     qemu_chr_fe_set_handlers(&c->in[IN_PRIMARY], compare_can_read,
                              compare_primary_read, compare_primary_event,
@@ -421,10 +494,18 @@ static void compare_teardown(ColoCompare *c)
         qemu_chr_fe_set_handlers(&c->in[i], NULL, NULL, NULL, NULL, NULL,
                                  NULL, true);
     }
+    if (c->notify_id) {
+        /* The writer's watch stays in the iothread until it is freed. */
+        qemu_chr_fe_set_handlers(&c->notify, NULL, NULL, NULL, NULL, NULL,
+                                 c->gctx, true);
+    }
     /* Also waits for a read handler that was running to return. */
     compare_run_sync(c, compare_stop_in_iothread);
     for (int i = 0; i < IN__MAX; i++) {
         colo_frame_reader_destroy(&c->reader[i]);
+    }
+    if (c->notify_id) {
+        colo_frame_reader_destroy(&c->notify_reader);
     }
     compare_release_chardevs(c);
 }
@@ -597,6 +678,7 @@ typedef enum CompareCounter {
     CNT_EVICTIONS,
     CNT_CHECKPOINT_REQUESTS,
     CNT_RETRANSMITS,
+    CNT_SECONDARY_REFUSED,
     CNT_MALFORMED,
     CNT_BAD_FRAMING,
     CNT_OUT_DROPPED,
@@ -619,6 +701,7 @@ static const char *const counter_names[CNT__MAX] = {
     [CNT_EVICTIONS] = "evictions",
     [CNT_CHECKPOINT_REQUESTS] = "checkpoint-requests",
     [CNT_RETRANSMITS] = "retransmits",
+    [CNT_SECONDARY_REFUSED] = "secondary-refused",
     [CNT_MALFORMED] = "malformed",
     [CNT_BAD_FRAMING] = "bad-framing",
     [CNT_OUT_DROPPED] = "out-dropped",
@@ -662,6 +745,8 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return c->checkpoint_requests;
     case CNT_RETRANSMITS:
         return st->retransmits;
+    case CNT_SECONDARY_REFUSED:
+        return st->secondary_refused;
     case CNT_MALFORMED:
         return st->parse[COLO_SIDE_PRIMARY].malformed +
                st->parse[COLO_SIDE_SECONDARY].malformed;

@@ -16,6 +16,7 @@ typedef struct ColoHeld {
     ColoFrame f;
     ColoPacket pkt;             /* points into f.data */
     bool raw;                   /* did not parse: compared byte for byte */
+    bool budgeted;              /* a secondary frame counted in the budget */
     /* TCP only: [seq_start, seq_end) in sequence space; SYN and FIN
      * count one each, data is [data_start, data_end). */
     uint32_t seq_start;
@@ -76,6 +77,7 @@ struct ColoMatcher {
     bool protected;
     bool checkpoint_asked;      /* since the last checkpoint began */
     bool bypass;
+    size_t secondary_bytes;     /* held, against cfg.max_secondary_bytes */
     ColoMatcherStats stats;
 };
 
@@ -192,10 +194,19 @@ static void release(ColoMatcher *m, ColoHeld *h, ReleaseWhy why)
     g_free(h);
 }
 
+/* Frees a secondary frame, giving its bytes back if they were counted. */
+static void secondary_free(ColoMatcher *m, ColoHeld *h)
+{
+    if (h->budgeted) {
+        m->secondary_bytes -= h->f.len;
+    }
+    held_free(h);
+}
+
 static void drop_secondary(ColoMatcher *m, ColoHeld *h)
 {
     m->stats.secondary_dropped++;
-    held_free(h);
+    secondary_free(m, h);
 }
 
 static void drop_all_secondary(ColoMatcher *m, ColoFlow *fl)
@@ -290,6 +301,11 @@ static void tcp_note_secondary_ack(ColoFlow *fl, const ColoHeld *s)
     }
 }
 
+static void tcp_note_queued_ack(gpointer data, gpointer opaque)
+{
+    tcp_note_secondary_ack(opaque, data);
+}
+
 /* A secondary segment whose sequence space was all matched already. */
 static bool tcp_is_old(const ColoFlow *fl, const ColoHeld *s)
 {
@@ -320,6 +336,14 @@ static bool tcp_match_step(ColoFlow *fl, const ColoHeld *p, const ColoHeld *s)
 {
     uint32_t pos = fl->next;
 
+    /*
+     * Only data bytes are compared.  A position before either's data (the
+     * sequence number of a SYN, or one that came round the whole sequence
+     * space) has nothing to compare: the streams disagree.
+     */
+    if (seq_lt(pos, p->data_start) || seq_lt(pos, s->data_start)) {
+        return false;
+    }
     if (seq_lt(pos, p->data_end) && seq_lt(pos, s->data_end)) {
         uint32_t end = seq_min(p->data_end, s->data_end);
         const uint8_t *pb = colo_packet_payload(&p->pkt) +
@@ -364,6 +388,13 @@ static bool tcp_handshake(ColoMatcher *m, ColoFlow *fl, ColoHeld *p)
         diverge(m, fl, COLO_DIVERGED_PAYLOAD);
         return false;
     }
+    /*
+     * A new connection, maybe on a 4-tuple used before: nothing of the old
+     * one counts, least of all what the secondary acknowledged there.
+     * What it acknowledged in this one is in its queue.
+     */
+    flow_reset_tcp(fl);
+    g_queue_foreach(&fl->held[SIDE_S], tcp_note_queued_ack, fl);
     fl->synced = true;
     fl->next = p->seq_end;
     fl->has_syn = true;
@@ -397,11 +428,16 @@ static bool tcp_reset(ColoMatcher *m, ColoFlow *fl)
     return false;
 }
 
-/* A primary SYN that is not a retransmission of the one matched last. */
+/*
+ * A primary SYN that is not a retransmission of the one matched last: a
+ * retransmission ends where that one did, and the flow has gone past it
+ * (the same number further on means the sequence space came round).
+ */
 static bool tcp_primary_opens(const ColoFlow *fl, const ColoHeld *p)
 {
     return held_flag(p, TH_SYN) &&
-           !(fl->synced && fl->has_syn && p->seq_end == fl->syn_end);
+           !(fl->synced && fl->has_syn && p->seq_end == fl->syn_end &&
+             seq_le(p->seq_end, fl->next));
 }
 
 /* One step of a TCP flow; false when it must wait for more input. */
@@ -635,6 +671,9 @@ ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
 
     assert(config->max_connections > 0 && config->max_queue > 0);
     m->cfg = *config;
+    if (!m->cfg.max_secondary_bytes) {
+        m->cfg.max_secondary_bytes = COLO_MATCHER_SECONDARY_BYTES;
+    }
     m->ops = ops;
     m->opaque = opaque;
     m->conns = colo_conn_table_new(config->max_connections, conn_state_free);
@@ -685,6 +724,20 @@ static void enqueue(ColoMatcher *m, ColoFlow *fl, ColoSide side, ColoHeld *h)
 {
     GQueue *q = &fl->held[side];
 
+    if (side == SIDE_S) {
+        if (m->secondary_bytes + h->f.len > m->cfg.max_secondary_bytes) {
+            /*
+             * The primary frame it would have matched waits for the
+             * checkpoint this asks for; nothing leaves unchecked.
+             */
+            m->stats.secondary_refused++;
+            held_free(h);
+            diverge(m, fl, COLO_DIVERGED_QUEUE_FULL);
+            return;
+        }
+        h->budgeted = true;
+        m->secondary_bytes += h->f.len;
+    }
     if (q->length >= m->cfg.max_queue) {
         ColoHeld *old = g_queue_pop_head(q);
 
@@ -791,7 +844,7 @@ static void flow_expire(ColoMatcher *m, ColoFlow *fl, void *opaque)
            h->f.arrival_ns <= limit) {
         g_queue_pop_head(&fl->held[SIDE_S]);
         m->stats.secondary_expired++;
-        held_free(h);
+        secondary_free(m, h);
         diverge(m, fl, COLO_DIVERGED_TIMEOUT);
         changed = true;
     }

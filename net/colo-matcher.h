@@ -78,10 +78,19 @@ typedef struct ColoMatcherOps {
     void (*diverged)(void *opaque, ColoDivergence why);
 } ColoMatcherOps;
 
+/*
+ * What the secondary's held frames may take in all, by default: the
+ * secondary is fed by the guest, and per-queue limits times connections
+ * would allow gigabytes.
+ */
+#define COLO_MATCHER_SECONDARY_BYTES (64 * 1024 * 1024)
+
 typedef struct ColoMatcherConfig {
     guint max_connections;      /* tracked at once; LRU eviction beyond */
     guint max_queue;            /* frames held per connection and side */
     int64_t timeout_ns;         /* how long a frame may wait for a partner */
+    /* Bytes of secondary frames held at once; 0 for the default. */
+    size_t max_secondary_bytes;
 } ColoMatcherConfig;
 
 typedef struct ColoMatcherStats {
@@ -96,6 +105,7 @@ typedef struct ColoMatcherStats {
     uint64_t held_for_checkpoint;/* gave up on a partner, waited for one */
     uint64_t primary_dropped;   /* freed while a checkpoint owed them */
     uint64_t secondary_expired; /* secondary frames dropped unmatched */
+    uint64_t secondary_refused; /* not held: over max_secondary_bytes */
     uint64_t retransmits;       /* frames carrying only matched bytes */
     uint64_t non_ip;            /* frames compared as opaque payload */
     uint64_t checkpoints;       /* checkpoint_begin calls */

@@ -17,6 +17,7 @@
 #define COLO_TCP_HDR_LEN    sizeof(struct tcp_hdr)
 #define COLO_UDP_HDR_LEN    sizeof(struct udp_hdr)
 #define COLO_ICMP_HDR_LEN   4   /* type, code, checksum */
+#define COLO_ICMP_ECHO_HDR_LEN  8   /* ... identifier, sequence number */
 
 #define COLO_PROTO_ICMP     1
 #define COLO_PROTO_ICMPV6   58
@@ -263,6 +264,14 @@ static ColoParseResult colo_parse_udp(ColoPacket *pkt)
     return COLO_PARSE_OK;
 }
 
+static bool colo_icmp_is_echo(const ColoPacket *pkt)
+{
+    uint8_t t = pkt->icmp.type;
+
+    return pkt->ip_version == IP_HEADER_VERSION_4 ? t == 8 || t == 0
+                                                  : t == 128 || t == 129;
+}
+
 static ColoParseResult colo_parse_icmp(ColoPacket *pkt)
 {
     size_t off = pkt->l4_off;
@@ -272,6 +281,16 @@ static ColoParseResult colo_parse_icmp(ColoPacket *pkt)
     }
     pkt->icmp.type = colo_rd8(pkt, off);
     pkt->icmp.code = colo_rd8(pkt, off + 1);
+    /*
+     * An echo's identifier tells one pinger from another between the same
+     * hosts: it stands for both ports, so that each pinger is a connection
+     * of its own, requests and replies alike.  It stays in the payload.
+     */
+    if (colo_icmp_is_echo(pkt) &&
+        colo_fits(off, COLO_ICMP_ECHO_HDR_LEN, pkt->l3_end)) {
+        pkt->src_port = colo_rd16(pkt, off + COLO_ICMP_HDR_LEN);
+        pkt->dst_port = pkt->src_port;
+    }
     pkt->payload_off = off + COLO_ICMP_HDR_LEN;
     return COLO_PARSE_OK;
 }

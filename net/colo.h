@@ -88,7 +88,7 @@ typedef struct ColoPacket {
     uint8_t dst_addr[16];
 
     bool has_l4;                /* TCP, UDP or ICMP header parsed */
-    uint16_t src_port;          /* TCP and UDP only */
+    uint16_t src_port;          /* TCP, UDP; an ICMP echo: its identifier */
     uint16_t dst_port;
     struct {
         uint32_t seq;

@@ -119,5 +119,27 @@ int main(int argc, char **argv)
     op_frame(s, OP_P, tf_udp(&web, "in-flight", 9, 1));
     op(s, OP_CP_DONE, -1);
     write_seed(argv[1], "output-commit", s);
+
+    /*
+     * Unmatched segments, each released on its timeout, move the flow
+     * round the sequence space to just before its SYN, which then comes
+     * again while the secondary sends a byte there.
+     */
+    s = g_byte_array_new();
+    op_frame(s, OP_P, tf_tcp(&web, 100, 5, TF_SYN | TF_ACK, NULL));
+    op_frame(s, OP_S, tf_tcp(&web, 777, 5, TF_SYN | TF_ACK, NULL));
+    {
+        /* Each step under half the sequence space, so that it counts. */
+        const uint32_t ends[] = { 101 + 0x7fff0000u, 101 + 0xfffe0000u, 100 };
+
+        for (int i = 0; i < ARRAY_SIZE(ends); i++) {
+            op_frame(s, OP_P, tf_tcp(&web, ends[i] - 1, 5, TF_ACK, "j"));
+            op(s, OP_TIME, 255);
+            op(s, OP_EXPIRE, -1);
+        }
+    }
+    op_frame(s, OP_P, tf_tcp(&web, 100, 5, TF_SYN | TF_ACK, NULL));
+    op_frame(s, OP_S, tf_tcp(&web, 100, 5, TF_ACK, "q"));
+    write_seed(argv[1], "tcp-syn-after-wrap", s);
     return 0;
 }

@@ -96,6 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .max_connections = 4,
         .max_queue = 8,
         .timeout_ns = 1000,
+        /* Small enough that a script can run into it. */
+        .max_secondary_bytes = 16 * 1024,
     };
     Fuzz fz = { 0 };
     int64_t now = 0;

@@ -283,6 +283,80 @@ static void test_notify_dev(void)
     rig_stop(&r);
 }
 
+/* One framed string on notify_dev, as the Xen toolstack sends them. */
+static void send_notify(Rig *r, const char *msg)
+{
+    uint32_t be_len = cpu_to_be32(strlen(msg));
+
+    send_raw(r->notify, &be_len, 4);
+    send_raw(r->notify, msg, strlen(msg));
+}
+
+static void expect_notify(Rig *r, const char *msg)
+{
+    g_autoptr(GByteArray) got = recv_frame(r, r->notify, false);
+
+    g_assert_cmpmem(got->data, got->len, msg, strlen(msg));
+}
+
+/*
+ * The toolstack's side of notify_dev: its hello is answered, and its
+ * COLO_CHECKPOINT is the checkpoint that a held packet waits for.
+ */
+static void test_notify_dev_xen(void)
+{
+    Rig r;
+
+    rig_start(&r, NULL, false, true);
+    send_notify(&r, "COLO_USERSPACE_PROXY_INIT");
+    expect_notify(&r, "COLO_COMPARE_GET_XEN_INIT");
+    /* The first checkpoint: from now on the secondary is a replica. */
+    send_notify(&r, "COLO_CHECKPOINT");
+    wait_counter(&r, "checkpoints", 1);
+
+    send_frame(&r, r.pri, tf_udp(&web, "held", 4, 1));
+    expect_notify(&r, "DO_CHECKPOINT");
+    expect_silence(r.out, 1000);
+    g_assert_cmpuint(counter(&r, "held-for-checkpoint"), ==, 1);
+    send_notify(&r, "COLO_CHECKPOINT");
+    expect_frame(&r, tf_udp(&web, "held", 4, 1));
+    g_assert_cmpuint(counter(&r, "released-at-checkpoint"), ==, 1);
+    g_assert_cmpuint(counter(&r, "checkpoints"), ==, 2);
+    rig_stop(&r);
+}
+
+/*
+ * A checkpoint lets out everything that waited for it at once, more than
+ * outdev's reader takes in one go: it all arrives, nothing is dropped.
+ */
+#define BURST_PACKETS   96
+#define BURST_PAYLOAD   (60 * 1024)
+
+static void test_release_burst(void)
+{
+    g_autofree char *payload = g_malloc(BURST_PAYLOAD);
+    Rig r;
+
+    rig_start(&r, NULL, false, true);
+    send_notify(&r, "COLO_CHECKPOINT");
+    wait_counter(&r, "checkpoints", 1);
+    for (int i = 0; i < BURST_PACKETS; i++) {
+        memset(payload, 'a' + i % 26, BURST_PAYLOAD);
+        send_frame(&r, r.pri, tf_udp(&web, payload, BURST_PAYLOAD, i));
+    }
+    expect_notify(&r, "DO_CHECKPOINT");
+    wait_counter(&r, "held-for-checkpoint", BURST_PACKETS);
+    /* Some 5.6 MiB at once, read by nobody yet. */
+    send_notify(&r, "COLO_CHECKPOINT");
+    wait_counter(&r, "released-at-checkpoint", BURST_PACKETS);
+    for (int i = 0; i < BURST_PACKETS; i++) {
+        memset(payload, 'a' + i % 26, BURST_PAYLOAD);
+        expect_frame(&r, tf_udp(&web, payload, BURST_PAYLOAD, i));
+    }
+    g_assert_cmpuint(counter(&r, "out-dropped"), ==, 0);
+    rig_stop(&r);
+}
+
 /* Garbage in the framing is counted and the stream goes on after it. */
 static void test_bad_framing(void)
 {
@@ -412,6 +486,8 @@ int main(int argc, char **argv)
     qtest_add_func("/colo/compare/mismatch", test_mismatch);
     qtest_add_func("/colo/compare/timeout", test_timeout);
     qtest_add_func("/colo/compare/notify-dev", test_notify_dev);
+    qtest_add_func("/colo/compare/notify-dev-xen", test_notify_dev_xen);
+    qtest_add_func("/colo/compare/release-burst", test_release_burst);
     qtest_add_func("/colo/compare/bad-framing", test_bad_framing);
     qtest_add_func("/colo/compare/object-del", test_object_del);
     qtest_add_func("/colo/compare/bad-properties", test_bad_properties);

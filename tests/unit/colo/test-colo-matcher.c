@@ -45,18 +45,24 @@ static const ColoMatcherOps t_ops = {
     .diverged = t_diverged,
 };
 
-static T *t_new_with(guint max_conns, guint max_queue)
+static T *t_new_cfg(const ColoMatcherConfig *cfg)
 {
     T *t = g_new0(T, 1);
+
+    t->out = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
+    t->m = colo_matcher_new(cfg, &t_ops, t);
+    return t;
+}
+
+static T *t_new_with(guint max_conns, guint max_queue)
+{
     ColoMatcherConfig cfg = {
         .max_connections = max_conns,
         .max_queue = max_queue,
         .timeout_ns = TIMEOUT_NS,
     };
 
-    t->out = g_ptr_array_new_with_free_func((GDestroyNotify)g_byte_array_unref);
-    t->m = colo_matcher_new(&cfg, &t_ops, t);
-    return t;
+    return t_new_cfg(&cfg);
 }
 
 static T *t_new(void)
@@ -290,6 +296,31 @@ static void test_tcp_waits_for_secondary_ack(void)
     t_free(t);
 }
 
+/*
+ * A new connection on the same 4-tuple starts from nothing: the secondary
+ * acknowledged more in the old one, but not yet this one's bytes.
+ */
+static void test_tcp_reused_tuple_ack(void)
+{
+    T *t = t_new();
+    const uint32_t cack2 = CACK + 500;
+
+    handshake(t, PISN);
+    feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK + 1000, TF_ACK, NULL));
+    feed(t, P, tf_tcp(&guest_out, PISN + 1, CACK + 1000, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 2);
+
+    feed(t, P, tf_tcp(&guest_out, PISN + 7000, cack2, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out, SISN + 7000, cack2, TF_SYN | TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    feed(t, P, tf_tcp(&guest_out, PISN + 7001, cack2 + 100, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    feed(t, S, tf_tcp(&guest_out, PISN + 7001, cack2 + 100, TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 4);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
 static void test_tcp_fin(void)
 {
     T *t = t_new();
@@ -441,6 +472,88 @@ static void test_queue_full(void)
     feed(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK, "zzzzz"));
     g_assert_cmpuint(t->out->len, ==, 6);
     g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 0);
+    t_free(t);
+}
+
+/*
+ * Releases through a full queue move the flow round the whole sequence
+ * space to just before its SYN; the SYN then comes again, and the
+ * secondary sends a byte at that position.  Nothing there is data to
+ * compare (matching it once read 4 GiB past the frame): a divergence.
+ */
+static void test_tcp_syn_after_wrap(void)
+{
+    T *t = t_new_with(64, 1);
+    const uint32_t jump = 0x7fff0000u;
+    uint32_t ends[] = { PISN + 1 + jump, PISN + 1 + 2 * jump, PISN };
+
+    handshake(t, PISN);
+    for (int i = 0; i < ARRAY_SIZE(ends); i++) {
+        feed(t, P, tf_tcp(&guest_out, ends[i] - 1, CACK, TF_ACK, "j"));
+    }
+    feed(t, P, tf_tcp(&guest_out, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    /* The first two pushed out by the next; the third by the SYN. */
+    g_assert_cmpuint(t->out->len, ==, 4);
+    feed(t, S, tf_tcp(&guest_out, PISN, CACK, TF_ACK, "q"));
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_PAYLOAD], ==, 1);
+    g_assert_cmpuint(t->out->len, ==, 4);
+    t_free(t);
+}
+
+/*
+ * The secondary's held frames have a byte budget.  Beyond it they are
+ * refused and counted, one checkpoint is asked for, and a primary frame
+ * whose partner was refused waits for that checkpoint.
+ */
+#define BUDGET_BYTES 4096
+#define BUDGET_FLOWS 32
+
+static TfFlow budget_flow(int i)
+{
+    TfFlow f = guest_out;
+
+    f.sport = 2000 + i;
+    return f;
+}
+
+static void test_secondary_byte_budget(void)
+{
+    ColoMatcherConfig cfg = {
+        .max_connections = 64, .max_queue = 64, .timeout_ns = TIMEOUT_NS,
+        .max_secondary_bytes = BUDGET_BYTES,
+    };
+    T *t = t_new_cfg(&cfg);
+    const ColoMatcherStats *st = colo_matcher_stats(t->m);
+    static const char payload[200];
+    TfFlow last = budget_flow(BUDGET_FLOWS - 1);
+    g_autoptr(GByteArray) probe = tf_udp(&last, payload, sizeof(payload), 0);
+    guint frame_len = probe->len;
+    uint64_t held;
+
+    protect(t);
+    for (int i = 0; i < BUDGET_FLOWS; i++) {
+        TfFlow f = budget_flow(i);
+
+        feed(t, S, tf_udp(&f, payload, sizeof(payload), i));
+    }
+    held = BUDGET_FLOWS - st->secondary_refused;
+    g_assert_cmpuint(held * frame_len, <=, BUDGET_BYTES);
+    g_assert_cmpuint((held + 1) * frame_len, >, BUDGET_BYTES);
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_QUEUE_FULL], ==, 1);
+
+    feed(t, P, tf_udp(&last, payload, sizeof(payload), BUDGET_FLOWS - 1));
+    colo_matcher_expire(t->m, TIMEOUT_NS + 1);
+    g_assert_cmpuint(t->out->len, ==, 0);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 1);
+
+    /* The checkpoint dropped what the secondary held: the budget is back. */
+    for (uint64_t i = 0; i < held; i++) {
+        TfFlow f = budget_flow(i);
+
+        feed(t, S, tf_udp(&f, payload, sizeof(payload), i));
+    }
+    g_assert_cmpuint(st->secondary_refused, ==, BUDGET_FLOWS - held);
     t_free(t);
 }
 
@@ -760,15 +873,21 @@ int main(int argc, char **argv)
     g_test_add_func("/colo/matcher/tcp/syn-differs", test_tcp_syn_differs);
     g_test_add_func("/colo/matcher/tcp/waits-for-secondary-ack",
                     test_tcp_waits_for_secondary_ack);
+    g_test_add_func("/colo/matcher/tcp/reused-tuple-ack",
+                    test_tcp_reused_tuple_ack);
     g_test_add_func("/colo/matcher/tcp/fin", test_tcp_fin);
     g_test_add_func("/colo/matcher/tcp/rst", test_tcp_rst);
     g_test_add_func("/colo/matcher/tcp/wraparound", test_tcp_wraparound);
+    g_test_add_func("/colo/matcher/tcp/syn-after-wrap",
+                    test_tcp_syn_after_wrap);
     g_test_add_func("/colo/matcher/tcp/options-ignored",
                     test_tcp_options_ignored);
     g_test_add_func("/colo/matcher/udp-icmp-arp", test_udp_icmp_arp);
     g_test_add_func("/colo/matcher/timeout", test_timeout);
     g_test_add_func("/colo/matcher/queue-full", test_queue_full);
     g_test_add_func("/colo/matcher/checkpoint-order", test_checkpoint_order);
+    g_test_add_func("/colo/matcher/secondary-byte-budget",
+                    test_secondary_byte_budget);
     g_test_add_func("/colo/matcher/flush-bypass", test_flush_bypass);
     g_test_add_func("/colo/matcher/malformed", test_malformed);
     g_test_add_func("/colo/matcher/eviction-releases",

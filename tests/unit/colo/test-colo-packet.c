@@ -127,17 +127,23 @@ static GByteArray *seg_udp(uint16_t sport, uint16_t dport, const char *payload)
 }
 
 /* Echo-style message: type, code, checksum, identifier, sequence. */
-static GByteArray *seg_icmp(uint8_t type, uint8_t code, const char *payload)
+static GByteArray *seg_icmp_id(uint8_t type, uint8_t code, uint16_t id,
+                               const char *payload)
 {
     GByteArray *b = g_byte_array_new();
 
     put8(b, type);
     put8(b, code);
     put16(b, 0);
-    put16(b, 0x4242);
+    put16(b, id);
     put16(b, 1);
     put_bytes(b, payload, strlen(payload));
     return b;
+}
+
+static GByteArray *seg_icmp(uint8_t type, uint8_t code, const char *payload)
+{
+    return seg_icmp_id(type, code, 0x4242, payload);
 }
 
 static GByteArray *raw_bytes(const char *payload)
@@ -433,8 +439,9 @@ static void test_ip4_icmp(void)
     g_assert_true(p.has_l4);
     g_assert_cmpuint(p.icmp.type, ==, 8);
     g_assert_cmpuint(p.icmp.code, ==, 0);
-    g_assert_cmpuint(p.src_port, ==, 0);
-    g_assert_cmpuint(p.dst_port, ==, 0);
+    /* An echo's identifier stands for both ports. */
+    g_assert_cmpuint(p.src_port, ==, 0x4242);
+    g_assert_cmpuint(p.dst_port, ==, 0x4242);
     /* The 4-byte common header; identifier and sequence are payload. */
     g_assert_cmpuint(p.payload_off, ==, 34 + 4);
     g_assert_cmpuint(p.payload_len, ==, 4 + 4);
@@ -1238,7 +1245,8 @@ static void test_key_directions(void)
         finish(eth_wrap(ip6_wrap(seg_udp(10, 9, ""), T_PROTO_UDP, ip6_client,
                                  ip6_server), T_ETH_IP6, NULL, 0), 0),
         COLO_DIR_B_TO_A);
-    /* ICMP has no ports: request and reply share a key. */
+    /* An echo's identifier stands for the ports: request and reply
+     * share a key. */
     check_key_pair(
         finish(eth_wrap(ip4_wrap(seg_icmp(8, 0, ""), T_PROTO_ICMP, ip4_client,
                                  ip4_server, 0, 0), T_ETH_IP4, NULL, 0), 0),
@@ -1254,6 +1262,13 @@ static void test_key_distinct(void)
         tcp4(ip4_client, ip4_server, 40001, 80),
         tcp4(ip4_client, ip4_high, 40000, 80),
         finish(eth_wrap(ip4_wrap(seg_udp(40000, 80, ""), T_PROTO_UDP,
+                                 ip4_client, ip4_server, 0, 0),
+                        T_ETH_IP4, NULL, 0), 0),
+        /* Two pingers between the same hosts. */
+        finish(eth_wrap(ip4_wrap(seg_icmp_id(8, 0, 1, ""), T_PROTO_ICMP,
+                                 ip4_client, ip4_server, 0, 0),
+                        T_ETH_IP4, NULL, 0), 0),
+        finish(eth_wrap(ip4_wrap(seg_icmp_id(8, 0, 2, ""), T_PROTO_ICMP,
                                  ip4_client, ip4_server, 0, 0),
                         T_ETH_IP4, NULL, 0), 0),
         /* IPv4 addresses padded with zeros, but family 6. */
