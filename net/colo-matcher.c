@@ -46,6 +46,9 @@ typedef struct ColoFlow {
     /* TCP: end of the SYN matched last, to know its retransmissions. */
     bool has_syn;
     uint32_t syn_end;
+    /* TCP: a FIN or RST of this direction was matched: the end is near. */
+    bool ended;
+    int64_t last_ns;            /* arrival of its latest frame */
 } ColoFlow;
 
 typedef struct ColoConnState {
@@ -361,6 +364,7 @@ static bool tcp_match_step(ColoFlow *fl, const ColoHeld *p, const ColoHeld *s)
     if (pos == p->data_end && held_flag(p, TH_FIN) &&
         pos == s->data_end && held_flag(s, TH_FIN)) {
         fl->next = pos + 1;
+        fl->ended = true;
         return true;
     }
     return false;
@@ -394,6 +398,7 @@ static bool tcp_handshake(ColoMatcher *m, ColoFlow *fl, ColoHeld *p)
      * What it acknowledged in this one is in its queue.
      */
     flow_reset_tcp(fl);
+    fl->ended = false;
     g_queue_foreach(&fl->held[SIDE_S], tcp_note_queued_ack, fl);
     fl->synced = true;
     fl->next = p->seq_end;
@@ -414,6 +419,7 @@ static bool tcp_reset(ColoMatcher *m, ColoFlow *fl)
         return false;
     }
     if (held_flag(s, TH_RST)) {
+        fl->ended = true;
         drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
         release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
         return true;
@@ -724,6 +730,7 @@ static void enqueue(ColoMatcher *m, ColoFlow *fl, ColoSide side, ColoHeld *h)
 {
     GQueue *q = &fl->held[side];
 
+    fl->last_ns = MAX(fl->last_ns, h->f.arrival_ns);
     if (side == SIDE_S) {
         if (m->secondary_bytes + h->f.len > m->cfg.max_secondary_bytes) {
             /*
@@ -859,11 +866,33 @@ static void flow_expire(ColoMatcher *m, ColoFlow *fl, void *opaque)
     }
 }
 
+static bool flow_idle(const ColoFlow *fl, int64_t since)
+{
+    return g_queue_is_empty(&fl->held[SIDE_P]) &&
+           g_queue_is_empty(&fl->held[SIDE_S]) && fl->last_ns <= since;
+}
+
+/*
+ * A TCP connection whose end was matched, with nothing held and nothing
+ * heard for a timeout: forget it, so that finished connections do not
+ * push live ones out of the table.  A late segment starts a new entry.
+ */
+static bool conn_finished(ColoConn *conn, void *opaque)
+{
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+    int64_t since = *(int64_t *)opaque;
+
+    return (cs->flow[0].ended || cs->flow[1].ended) &&
+           flow_idle(&cs->flow[0], since) && flow_idle(&cs->flow[1], since);
+}
+
 int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
 {
     ExpireScan scan = { .now = now_ns, .oldest = INT64_MAX };
+    int64_t since = now_ns - m->cfg.timeout_ns;
 
     for_each_flow(m, flow_expire, &scan);
+    colo_conn_table_remove_if(m->conns, conn_finished, &since);
     end_of_step(m);
     return scan.oldest;
 }

@@ -342,6 +342,35 @@ static void test_tcp_fin(void)
     t_free(t);
 }
 
+/*
+ * A connection whose end was matched is forgotten once quiet for a
+ * timeout, so that finished connections do not crowd live ones out of the
+ * table; an open one stays however quiet.
+ */
+static void test_tcp_finished_forgotten(void)
+{
+    T *t = t_new();
+
+    handshake(t, PISN);
+    feed_at(t, P, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_FIN, "bye"),
+            10);
+    feed_at(t, S, tf_tcp(&guest_out, PISN + 1, CACK, TF_ACK | TF_FIN, "bye"),
+            10);
+    feed(t, P, tf_tcp(&guest_out2, PISN, CACK, TF_SYN | TF_ACK, NULL));
+    feed(t, S, tf_tcp(&guest_out2, SISN, CACK, TF_SYN | TF_ACK, NULL));
+    g_assert_cmpuint(t->out->len, ==, 3);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+
+    colo_matcher_expire(t->m, TIMEOUT_NS);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+    colo_matcher_expire(t->m, 10 * MS + TIMEOUT_NS);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 1);
+    colo_matcher_expire(t->m, 100 * TIMEOUT_NS);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 1);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
 static void test_tcp_rst(void)
 {
     T *t = t_new();
@@ -877,6 +906,8 @@ int main(int argc, char **argv)
                     test_tcp_reused_tuple_ack);
     g_test_add_func("/colo/matcher/tcp/fin", test_tcp_fin);
     g_test_add_func("/colo/matcher/tcp/rst", test_tcp_rst);
+    g_test_add_func("/colo/matcher/tcp/finished-forgotten",
+                    test_tcp_finished_forgotten);
     g_test_add_func("/colo/matcher/tcp/wraparound", test_tcp_wraparound);
     g_test_add_func("/colo/matcher/tcp/syn-after-wrap",
                     test_tcp_syn_after_wrap);
