@@ -283,33 +283,35 @@ static void compare_notify_read(void *opaque, const uint8_t *buf, int size)
                            compare_notify_frame, c);
 }
 
+/* A new connection starts on a frame boundary: forget a partial frame. */
+static void compare_reader_event(ColoCompare *c, ColoFrameReader *r,
+                                 QEMUChrEvent event)
+{
+    if (event == CHR_EVENT_CLOSED || event == CHR_EVENT_OPENED) {
+        QEMU_LOCK_GUARD(&c->lock);
+        colo_frame_reader_reset(r);
+    }
+}
+
 static void compare_notify_event(void *opaque, QEMUChrEvent event)
 {
     ColoCompare *c = opaque;
 
-    if (event == CHR_EVENT_CLOSED || event == CHR_EVENT_OPENED) {
-        QEMU_LOCK_GUARD(&c->lock);
-        colo_frame_reader_reset(&c->notify_reader);
-    }
-}
-
-/* A new connection starts on a frame boundary: forget a partial frame. */
-static void compare_input_event(ColoCompare *c, int in, QEMUChrEvent event)
-{
-    if (event == CHR_EVENT_CLOSED || event == CHR_EVENT_OPENED) {
-        QEMU_LOCK_GUARD(&c->lock);
-        colo_frame_reader_reset(&c->reader[in]);
-    }
+    compare_reader_event(c, &c->notify_reader, event);
 }
 
 static void compare_primary_event(void *opaque, QEMUChrEvent event)
 {
-    compare_input_event(opaque, IN_PRIMARY, event);
+    ColoCompare *c = opaque;
+
+    compare_reader_event(c, &c->reader[IN_PRIMARY], event);
 }
 
 static void compare_secondary_event(void *opaque, QEMUChrEvent event)
 {
-    compare_input_event(opaque, IN_SECONDARY, event);
+    ColoCompare *c = opaque;
+
+    compare_reader_event(c, &c->reader[IN_SECONDARY], event);
 }
 
 static void compare_scan(void *opaque)

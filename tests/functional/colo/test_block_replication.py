@@ -296,6 +296,16 @@ def assert_no_io_error(vm):
     assert not errors, f"{vm._name} reported I/O errors: {errors}"
 
 
+def assert_survivor_writes(p, vm, disk, w, what):
+    """The survivor @vm takes write @w into @disk (its model), runs, and
+    has seen no I/O error."""
+    p.qemu_io(vm, *w)
+    disk.write(*w)
+    p.expect(vm, disk, what)
+    assert_running(vm)
+    assert_no_io_error(vm)
+
+
 def node_names(vm):
     return {n.get("node-name") for n in
             vm.cmd("query-named-block-nodes", flat=True)}
@@ -348,12 +358,8 @@ def case_secondary_survives(p, model):
                lambda: "active0" not in node_names(p.sec), timeout=60)
     p.expect(p.sec, expected,
              "after failover: last checkpoint + the SVM's own writes")
-    w = (0x51, 3 * MiB, 64 * 1024)
-    p.qemu_io(p.sec, *w)
-    expected.write(*w)
-    p.expect(p.sec, expected, "writes go on after failover")
-    assert_running(p.sec)
-    assert_no_io_error(p.sec)
+    assert_survivor_writes(p, p.sec, expected, (0x51, 3 * MiB, 64 * 1024),
+                           "writes go on after failover")
     return expected
 
 
@@ -377,12 +383,8 @@ def case_secondary_takes_over_live_primary(p, model):
     p.expect(p.sec, expected,
              "the survivor: last checkpoint + its own writes, nothing the "
              "primary wrote after the failover")
-    w = (0xb1, 8 * MiB, 4096)
-    p.qemu_io(p.sec, *w)
-    expected.write(*w)
-    p.expect(p.sec, expected, "writes go on after failover")
-    assert_running(p.sec)
-    assert_no_io_error(p.sec)
+    assert_survivor_writes(p, p.sec, expected, (0xb1, 8 * MiB, 4096),
+                           "writes go on after failover")
     return expected
 
 
@@ -423,12 +425,8 @@ def case_primary_survives(p, model):
     out = hmp(p.pri, "drive_del replication0")
     assert out.strip() == "", f"drive_del: {out}"
     assert "replication0" not in node_names(p.pri)
-    w = (0x74, 12 * MiB, 4096)
-    p.qemu_io(p.pri, *w)
-    model.write(*w)
-    p.expect(p.pri, model, "writes after the child is removed")
-    assert_running(p.pri)
-    assert_no_io_error(p.pri)
+    assert_survivor_writes(p, p.pri, model, (0x74, 12 * MiB, 4096),
+                           "writes after the child is removed")
     return model
 
 
