@@ -5,7 +5,7 @@ BUILD ?= build
 PY := /usr/bin/python3
 
 .PHONY: all build check demo deps faults fuzz soak bench-net bench-block \
-	bench-verify clean help
+	bench-verify bench-guest-net clean help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make faults  the COLO fault matrix: every fault, phase and survivor"
 	@echo "make fuzz    run each libFuzzer target for FUZZ_SECONDS (default 600)"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
+	@echo "make bench-guest-net  a Linux guest's HTTP, echo and bulk TCP, with and without COLO"
 	@echo "make bench-block  print the write overhead of disk replication"
 	@echo "make bench-verify  what colo-verify adds to a checkpoint's pause"
 	@echo "make soak    SOAK_MINUTES (default 30) of a Linux guest under COLO"
@@ -36,7 +37,8 @@ check: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) buildsys/run-tests.py $(BUILD)
 
-# Not part of `make check`: 96 COLO pairs, one fault each.
+# Not part of `make check`: 120 COLO pairs of the qtest matrix and 12 of the
+# Linux guest, one fault each.
 faults: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) buildsys/run-tests.py $(BUILD) colo-faults
@@ -49,6 +51,10 @@ fuzz: deps
 bench-net: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) bench/colo-compare-throughput.py $(BUILD)
+
+bench-guest-net: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/colo-guest-network.py $(BUILD)
 
 bench-block: deps
 	@buildsys/build.sh $(BUILD)

@@ -15,8 +15,8 @@ BUILD_PKGS="gcc gcc-multilib make ninja-build pkg-config python3 python3-venv
 RUN_PKGS="seabios ipxe-qemu"
 # Test guest: a Debian kernel and busybox packed into an initramfs.
 GUEST_PKGS="linux-image-amd64 busybox-static cpio kmod"
-# Network tests: namespaces, bridges and tap devices.
-NET_PKGS="iproute2"
+# Network tests: namespaces, bridges and tap devices; nft cuts links.
+NET_PKGS="iproute2 nftables"
 # Fuzz targets: clang with libFuzzer and the sanitizer runtimes.
 FUZZ_PKGS="clang-14 libclang-rt-14-dev"
 

@@ -20,8 +20,10 @@
  */
 
 #include "qemu/osdep.h"
+#include "qapi/error.h"
 #include "qemu/bswap.h"
 #include "qemu/iov.h"
+#include "qom/object.h"
 #include "chardev/char.h"
 #include "net/colo-frame.h"
 
@@ -46,10 +48,28 @@ struct ColoFrameWriter {
     ColoFrameStats stats;
 };
 
+/*
+ * Every frame is a packet that a guest, a client or the comparator waits
+ * for.  With Nagle's algorithm a small frame that follows one not yet
+ * acknowledged stays in the socket until the peer's delayed ACK, up to
+ * 40 ms, which used to be most of what COLO added to a request's latency;
+ * so turn it off on a socket chardev whether or not the user asked.
+ */
+static void colo_frame_writer_no_delay(CharFrontend *fe)
+{
+    Chardev *chr = qemu_chr_fe_get_driver(fe);
+
+    if (chr && object_property_find(OBJECT(chr), "nodelay")) {
+        object_property_set_bool(OBJECT(chr), "nodelay", true, &error_abort);
+    }
+}
+
 ColoFrameWriter *colo_frame_writer_new(CharFrontend *fe, bool vnet_hdr,
                                        size_t max_queued)
 {
     ColoFrameWriter *w = g_new0(ColoFrameWriter, 1);
+
+    colo_frame_writer_no_delay(fe);
 
     w->fe = fe;
     w->vnet_hdr = vnet_hdr;

@@ -79,9 +79,9 @@ class Client:
         self.proc.wait(30)
 
 
-def tap_nic(tap):
+def tap_nic(tap, model="e1000"):
     return ["-netdev", f"tap,id=hn0,ifname={tap},script=no,downscript=no",
-            "-device", f"e1000,netdev=hn0,mac={MAC}"]
+            "-device", f"{model},netdev=hn0,mac={MAC}"]
 
 
 def primary_proxy(base):

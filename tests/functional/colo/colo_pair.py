@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 
+from colo_net import GUEST_IP, primary_proxy, secondary_proxy, tap_nic
 from harness import (LinuxGuest, attach_replication, decide_failover,
                      env_path, export_secondary_disk, free_ports, hmp, log,
                      run, wait_until)
@@ -39,8 +40,11 @@ def console_alarms(text):
 class GuestShell:
     """The guest's command shell, through a forwarded loopback port."""
 
-    def __init__(self, port):
+    def __init__(self, port, connect=None):
+        """@connect(port) opens the connection; by default to loopback."""
         self.port = port
+        self.connect = connect or (lambda p: socket.create_connection(
+            ("127.0.0.1", p), timeout=30))
         self.sock = None
         self.buf = b""
         self.seq = 0
@@ -53,10 +57,10 @@ class GuestShell:
         while self.sock is None:
             self.buf = b""
             try:
-                self.sock = socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=30)
+                self.sock = self.connect(self.port)
+                self.sock.settimeout(30)
                 self._exchange("true", min(20, deadline - time.monotonic()))
-            except (ConnectionError, TimeoutError):
+            except OSError:
                 self.close()
                 if time.monotonic() > deadline:
                     raise
@@ -151,9 +155,15 @@ class ColoPair:
     """Both sides of one COLO pair, from start to a failover."""
 
     def __init__(self, name, machine="pc", nic="e1000", multifd=False,
-                 verify=True, start="after", delay_ms=200, mem="256"):
+                 verify=True, start="after", delay_ms=200, mem="256",
+                 ns=None, extra_args=None):
+        """With @ns (a NetNamespace holding tap-p and tap-s), both QEMUs
+        run inside it and the guest's NIC sits behind the documented
+        network proxy instead of user-mode networking.  @extra_args maps
+        "primary" and "secondary" to more arguments for that side."""
         assert start in ("before", "during", "after")
         self.name = name
+        self.ns = ns
         self.machine = machine
         self.nic = nic
         self.multifd = multifd
@@ -161,6 +171,7 @@ class ColoPair:
         self.start = start
         self.delay_ms = delay_ms
         self.mem = mem
+        self.extra_args = extra_args or {}
         self.tmp = None
         self.ports = {}
         self.pri = self.sec = None
@@ -184,6 +195,8 @@ class ColoPair:
 
     def _nic(self, side):
         model = {"e1000": "e1000", "virtio": "virtio-net-pci"}[self.nic]
+        if self.ns:
+            return self._proxied_nic(side, model)
         http, shell = self.ports[f"{side}-http"], self.ports[f"{side}-shell"]
         self.shells[side] = GuestShell(shell)
         return ["-netdev", f"user,id=n0,net=10.0.2.0/24,"
@@ -191,11 +204,22 @@ class ColoPair:
                            f"hostfwd=tcp:127.0.0.1:{shell}-:2323",
                 "-device", f"{model},netdev=n0"]
 
+    # The proxy's chardevs use PROXY_PORT..PROXY_PORT + 4, inside the
+    # test's own namespace, where no other port is taken.
+    PROXY_PORT = 9400
+
+    def _proxied_nic(self, side, model):
+        self.shells[side] = GuestShell(
+            2323, connect=lambda port: self.ns.connect(GUEST_IP, port))
+        if side == "primary":
+            return tap_nic("tap-p", model) + primary_proxy(self.PROXY_PORT)
+        return tap_nic("tap-s", model) + secondary_proxy(self.PROXY_PORT)
+
     def _common(self):
         return ["-device", "virtio-blk-pci,drive=colo-disk0,id=disk0"]
 
     def _secondary_args(self, img):
-        return self._common() + [
+        return self._common() + self.extra_args.get("secondary", []) + [
             "-drive", "if=none,id=parent0,driver=raw,"
                       f"file.filename={img['secondary.raw']}",
             "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
@@ -211,7 +235,7 @@ class ColoPair:
             "-incoming", "defer"]
 
     def _primary_args(self, img):
-        args = self._common() + [
+        args = self._common() + self.extra_args.get("primary", []) + [
             "-drive", "if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,"
                       "vote-threshold=1,children.0.driver=raw,"
                       f"children.0.file.filename={img['primary.raw']}"]
@@ -226,13 +250,20 @@ class ColoPair:
         img = self._images()
         names = ("migration", "nbd", "primary-http", "secondary-http",
                  "primary-shell", "secondary-shell")
-        self.ports = dict(zip(names, free_ports(len(names))))
+        if self.ns:
+            self.ports = {"migration": self.PROXY_PORT + 3,
+                          "nbd": self.PROXY_PORT + 10}
+        else:
+            self.ports = dict(zip(names, free_ports(len(names))))
+        where = {}
+        if self.ns:
+            where = {"ip": f"{GUEST_IP}/24", "wrapper": self.ns.exec_argv()}
         self.sec = LinuxGuest("secondary", self._nic("secondary"),
                               machine=self.machine, mem=self.mem,
-                              extra_args=self._secondary_args(img))
+                              extra_args=self._secondary_args(img), **where)
         self.pri = LinuxGuest("primary", self._nic("primary"),
                               machine=self.machine, mem=self.mem,
-                              extra_args=self._primary_args(img))
+                              extra_args=self._primary_args(img), **where)
         try:
             self.sec.__enter__()
             try:

@@ -7,11 +7,13 @@ the base's python/qemu/machine, inside a network namespace the test creates
 and removes itself.
 """
 
+import ctypes
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -125,6 +127,10 @@ def require_netns():
     run(["ip", "netns", "delete", probe], check=False)
 
 
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
 class NetNamespace:
     """A namespace with a bridge at BRIDGE_ADDR and tap devices on it.
 
@@ -162,6 +168,39 @@ class NetNamespace:
 
     def run(self, cmd, **kw):
         return run(self.exec_argv() + cmd, **kw)
+
+    def call(self, fn, *args):
+        """fn(*args) run by a thread of this process inside the namespace.
+
+        setns() moves only the calling thread, so a short-lived thread
+        enters the namespace and runs @fn there; sockets it opens stay in
+        the namespace afterwards.
+        """
+        result = {}
+
+        def inside():
+            try:
+                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                finally:
+                    os.close(fd)
+                result["value"] = fn(*args)
+            except BaseException as e:
+                result["error"] = e
+
+        t = threading.Thread(target=inside)
+        t.start()
+        t.join()
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+
+    def connect(self, host, port, timeout=30):
+        """A TCP connection from inside the namespace, for this process."""
+        return self.call(socket.create_connection, (host, port), timeout)
 
     def __exit__(self, *exc):
         run(["ip", "netns", "delete", self.name], check=False)

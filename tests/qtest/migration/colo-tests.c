@@ -62,6 +62,7 @@ typedef struct {
     bool compare;           /* a colo-compare on the primary, see below */
     unsigned delay_ms;      /* x-checkpoint-delay, 0 for the tests' */
     int fault;              /* a ColoFault, for colo_test_fault() */
+    int phase;              /* a ColoPhase: when the fault strikes */
 } ColoTestCase;
 
 /* Long enough that only colo-compare asks for checkpoints. */
@@ -657,6 +658,10 @@ static void colo_test_failover(const void *opaque)
  * altogether while the connections stay up, as a network partition would,
  * or play a sick multifd channel: slow, or one that takes the primary's
  * data and never delivers it.
+ *
+ * It also follows the main stream towards the secondary closely enough to
+ * stop at a given phase of a checkpoint (a breakpoint, see
+ * colo_relay_arm()), so that a fault can strike exactly there.
  */
 #define COLO_RELAY_MAX_LINKS 8
 /*
@@ -667,12 +672,69 @@ static void colo_test_failover(const void *opaque)
 #define COLO_RELAY_SOCKET_BUFFER (64 * 1024)
 /* How often the threads look at the test's wishes; a rate's period. */
 #define COLO_RELAY_TICK_MS 50
+#define COLO_RELAY_CHUNK (64 * 1024)
 
 typedef enum {
     COLO_LINK_UNKNOWN,          /* the primary has not said what it is */
     COLO_LINK_MAIN,
     COLO_LINK_MULTIFD,
 } ColoLinkKind;
+
+/* Where in its life COLO is when a fault strikes. */
+typedef enum {
+    COLO_PHASE_STEADY,          /* between checkpoints; also: not armed */
+    COLO_PHASE_REQUEST,         /* the primary asks, and still runs */
+    COLO_PHASE_RAM,             /* the primary is stopped and sends RAM */
+    COLO_PHASE_DEVICES,         /* ... and part of its device state */
+    COLO_PHASE_LOAD,            /* the secondary has it all, and loads */
+    COLO_PHASE__MAX,
+} ColoPhase;
+
+static const char *const colo_phase_names[COLO_PHASE__MAX] = {
+    [COLO_PHASE_STEADY] = "steady",
+    [COLO_PHASE_REQUEST] = "request",
+    [COLO_PHASE_RAM] = "ram",
+    [COLO_PHASE_DEVICES] = "devices",
+    [COLO_PHASE_LOAD] = "load",
+};
+
+/*
+ * The main stream towards the secondary, as the relay follows it.  A
+ * checkpoint is CHECKPOINT_REQUEST, VMSTATE_SEND, dirty RAM and (with
+ * colo-verify) a digest, then VMSTATE_SIZE, its size and the device state.
+ * Only the message codes and the device state's bounds are parsed; RAM and
+ * digest are scanned for the device state's header.
+ */
+typedef enum {
+    COLO_TRACK_LOST,            /* not in step yet: scanning for a header */
+    COLO_TRACK_MESSAGES,        /* between checkpoints: 4-byte codes */
+    COLO_TRACK_RAM,             /* after VMSTATE_SEND: scanning */
+    COLO_TRACK_DEVICES,         /* inside the device state */
+} ColoTrackState;
+
+/*
+ * The header: VMSTATE_SIZE, a be64 size, then the first device's section
+ * header: QEMU_VM_SECTION_FULL, a be32 section id, the idstr's length and
+ * the idstr.  In COLO, qemu_save_device_state() writes no file magic in
+ * front of it.
+ */
+#define COLO_WIRE_SECTION_FULL 0x04
+#define COLO_HEADER_SIZE_AT 4
+#define COLO_HEADER_DEVICES_AT 12     /* where the device state begins */
+#define COLO_HEADER_SECTION_ID_AT 13
+#define COLO_HEADER_IDSTR_LEN_AT 17
+#define COLO_HEADER_IDSTR_AT 18
+#define COLO_HEADER_MAX (COLO_HEADER_IDSTR_AT + 255)
+
+typedef struct {
+    ColoTrackState state;
+    /* The end of what was scanned: a header may begin there. */
+    uint8_t tail[COLO_HEADER_MAX - 1];
+    size_t tail_len;
+    uint64_t size;              /* the device state's */
+    uint64_t left;              /* ... bytes still to come */
+    unsigned device_states;     /* seen so far */
+} ColoTracker;
 
 typedef struct ColoRelay ColoRelay;
 
@@ -682,6 +744,7 @@ typedef struct {
     int out;                    /* to the secondary */
     int kind;                   /* atomic, a ColoLinkKind */
     bool swallow;               /* what the primary sends goes nowhere */
+    ColoTracker track;          /* the main stream's, by its down thread */
     GThread *down;              /* primary to secondary */
     GThread *up;                /* secondary to primary */
 } ColoRelayLink;
@@ -697,47 +760,233 @@ struct ColoRelay {
     int swallow_multifd;        /* atomic: one multifd channel loses all */
     int multifd_rate;           /* atomic: bytes per tick, 0 for no limit */
     int stop;                   /* atomic: the test is done with it */
+    int main_state;             /* atomic: the main stream's ColoTrackState */
+    int device_states;          /* atomic: how many it carried */
+    /* The breakpoint; written under @lock, read atomically. */
+    GMutex lock;
+    GCond cond;                 /* @held changed */
+    int armed;                  /* a ColoPhase to stop at, or steady */
+    int ram_on_multifd;         /* RAM is seen on the multifd channels */
+    int held;                   /* nothing goes towards the secondary */
     ColoRelayLink links[COLO_RELAY_MAX_LINKS];
     int nlinks;
     GThread *thread;            /* accepts the connections */
 };
 
-/* COLOMessage 'heartbeat' as the wire carries it. */
-#define COLO_WIRE_HEARTBEAT 7
 /* The first bytes of a multifd channel (MULTIFD_MAGIC, big-endian). */
 static const uint8_t colo_multifd_magic[4] = { 0x11, 0x22, 0x33, 0x44 };
 
 /*
- * Whether @fd can be read within a tick; false while the relay, or the
- * direction @frozen_dir stands for, is frozen.
+ * Whether the header of a device state starts at @p, @n bytes long at
+ * most; *@len: its length.  Besides the fixed bytes, a size below 4 GiB,
+ * a section id below 65536 and a printable idstr: what RAM and digests
+ * hardly ever look like.
  */
-static bool colo_relay_readable(ColoRelay *r, int fd, int *frozen_dir)
+static bool colo_devices_header(const uint8_t *p, size_t n, size_t *len)
+{
+    static const uint8_t code_and_high_size[8] = {
+        0, 0, 0, COLO_MESSAGE_VMSTATE_SIZE, 0, 0, 0, 0,
+    };
+
+    if (n < COLO_HEADER_IDSTR_AT ||
+        memcmp(p, code_and_high_size, sizeof(code_and_high_size)) ||
+        p[COLO_HEADER_DEVICES_AT] != COLO_WIRE_SECTION_FULL ||
+        lduw_be_p(p + COLO_HEADER_SECTION_ID_AT) ||
+        !p[COLO_HEADER_IDSTR_LEN_AT]) {
+        return false;
+    }
+    *len = COLO_HEADER_IDSTR_AT + p[COLO_HEADER_IDSTR_LEN_AT];
+    /* A device state goes on past its first section's header. */
+    if (n < *len || ldq_be_p(p + COLO_HEADER_SIZE_AT) <=
+                    *len - COLO_HEADER_DEVICES_AT) {
+        return false;
+    }
+    for (size_t i = COLO_HEADER_IDSTR_AT; i < *len; i++) {
+        if (!g_ascii_isgraph(p[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Where in @p, @n bytes, the first whole header starts, or @n. */
+static size_t colo_devices_header_find(const uint8_t *p, size_t n,
+                                       size_t *len)
+{
+    size_t at = 0;
+
+    /* The message code's last byte is rare in RAM: look for it first. */
+    while (n - at >= COLO_HEADER_IDSTR_AT) {
+        const uint8_t *code = memchr(p + at + 3, COLO_MESSAGE_VMSTATE_SIZE,
+                                     n - at - 3);
+
+        if (!code) {
+            break;
+        }
+        at = code - 3 - p;
+        if (colo_devices_header(p + at, n - at, len)) {
+            return at;
+        }
+        at++;
+    }
+    return n;
+}
+
+static void colo_track_keep_tail(ColoTracker *t, const uint8_t *data,
+                                 size_t n)
+{
+    size_t keep = MIN(n, sizeof(t->tail));
+
+    memcpy(t->tail, data + n - keep, keep);
+    t->tail_len = keep;
+}
+
+/*
+ * RAM, or anything while lost: scan for the device state, across reads.
+ * Armed at RAM, stop after the first RAM bytes.
+ */
+static size_t colo_track_scan(ColoTracker *t, const uint8_t *p, size_t len,
+                              ColoPhase armed, bool *hit)
+{
+    size_t n = t->tail_len + len, hlen = 0, at, ram_len, used;
+    g_autofree uint8_t *data = g_malloc(n);
+
+    memcpy(data, t->tail, t->tail_len);
+    memcpy(data + t->tail_len, p, len);
+    at = colo_devices_header_find(data, n, &hlen);
+    ram_len = at < n ? MAX(at, t->tail_len) - t->tail_len : len;
+    if (t->state == COLO_TRACK_RAM && armed == COLO_PHASE_RAM && ram_len) {
+        *hit = true;
+        colo_track_keep_tail(t, data, t->tail_len + ram_len);
+        return ram_len;
+    }
+    if (at == n) {
+        colo_track_keep_tail(t, data, n);
+        return len;
+    }
+    /* A header inside what was already scanned would have been found. */
+    used = at + hlen - t->tail_len;
+    g_assert(at + hlen > t->tail_len);
+    t->state = COLO_TRACK_DEVICES;
+    t->size = ldq_be_p(data + at + COLO_HEADER_SIZE_AT);
+    t->left = t->size - (hlen - COLO_HEADER_DEVICES_AT);
+    t->tail_len = 0;
+    t->device_states++;
+    return used;
+}
+
+/*
+ * Between checkpoints: one message code at a time, kept back until it is
+ * whole.  Armed at the request, stop in front of it.
+ */
+static size_t colo_track_message(ColoTracker *t, const uint8_t *p,
+                                 size_t len, ColoPhase armed, bool *hit)
+{
+    if (len < 4) {
+        return 0;
+    }
+    switch (ldl_be_p(p)) {
+    case COLO_MESSAGE_CHECKPOINT_REQUEST:
+        *hit = armed == COLO_PHASE_REQUEST;
+        return *hit ? 0 : 4;
+    case COLO_MESSAGE_VMSTATE_SEND:
+        t->state = COLO_TRACK_RAM;
+        t->tail_len = 0;
+        return 4;
+    case COLO_MESSAGE_HEARTBEAT:
+    case COLO_MESSAGE_LEAVING:
+        return 4;
+    default:
+        /* Out of step after all: find the next device state. */
+        t->state = COLO_TRACK_LOST;
+        t->tail_len = 0;
+        return colo_track_scan(t, p, len, armed, hit);
+    }
+}
+
+/* Armed at the device state, stop halfway; at the load, after it. */
+static size_t colo_track_devices(ColoTracker *t, size_t len,
+                                 ColoPhase armed, bool *hit)
+{
+    uint64_t done = t->size - t->left, half = t->size / 2;
+    size_t n = MIN(len, t->left);
+
+    if (armed == COLO_PHASE_DEVICES && half < done + n) {
+        n = half > done ? half - done : 0;
+        *hit = true;
+    }
+    t->left -= n;
+    if (!t->left) {
+        t->state = COLO_TRACK_MESSAGES;
+        *hit = armed == COLO_PHASE_LOAD;
+    }
+    return n;
+}
+
+/*
+ * Follow @len bytes of the main stream; returns how many of them may go
+ * on now, 0 (and no *@hit) when it needs more.  *@hit: the @armed phase is
+ * reached right after those bytes.
+ */
+static size_t colo_track(ColoTracker *t, const uint8_t *p, size_t len,
+                         ColoPhase armed, bool *hit)
+{
+    *hit = false;
+    switch (t->state) {
+    case COLO_TRACK_MESSAGES:
+        return colo_track_message(t, p, len, armed, hit);
+    case COLO_TRACK_DEVICES:
+        return colo_track_devices(t, len, armed, hit);
+    default:
+        return colo_track_scan(t, p, len, armed, hit);
+    }
+}
+
+/* Whether nothing may go towards the secondary now. */
+static bool colo_relay_down_shut(ColoRelay *r)
+{
+    return qatomic_read(&r->frozen) || qatomic_read(&r->frozen_down) ||
+           qatomic_read(&r->held);
+}
+
+static bool colo_relay_up_shut(ColoRelay *r)
+{
+    return qatomic_read(&r->frozen) || qatomic_read(&r->frozen_up);
+}
+
+/* Whether @fd can be read within a tick; false while its way is @shut. */
+static bool colo_relay_readable(int fd, bool shut)
 {
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
-    if (qatomic_read(&r->frozen) || qatomic_read(frozen_dir)) {
+    if (shut) {
         g_usleep(COLO_RELAY_TICK_MS * 1000);
         return false;
     }
     return poll(&pfd, 1, COLO_RELAY_TICK_MS) == 1;
 }
 
+static bool colo_relay_send(int to, const uint8_t *buf, size_t len)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t w = send(to, buf + done, len - done, MSG_NOSIGNAL);
+
+        if (w <= 0) {
+            return false;
+        }
+        done += w;
+    }
+    return true;
+}
+
 /* Read up to @max bytes from @from and write them to @to (-1: nowhere). */
 static ssize_t colo_relay_forward(int from, int to, size_t max)
 {
-    char buf[64 * 1024];
+    uint8_t buf[COLO_RELAY_CHUNK];
     ssize_t n = read(from, buf, MIN(sizeof(buf), max));
 
-    if (n <= 0) {
+    if (n <= 0 || (to >= 0 && !colo_relay_send(to, buf, n))) {
         return -1;
-    }
-    for (ssize_t done = 0; to >= 0 && done < n;) {
-        ssize_t w = send(to, buf + done, n - done, MSG_NOSIGNAL);
-
-        if (w <= 0) {
-            return -1;
-        }
-        done += w;
     }
     return n;
 }
@@ -750,7 +999,7 @@ static ColoLinkKind colo_relay_classify(ColoRelay *r, int src)
     while (!qatomic_read(&r->stop)) {
         ssize_t n;
 
-        if (!colo_relay_readable(r, src, &r->frozen_down)) {
+        if (!colo_relay_readable(src, colo_relay_down_shut(r))) {
             continue;
         }
         n = recv(src, head, sizeof(head), MSG_PEEK);
@@ -773,23 +1022,122 @@ static void colo_relay_link_broken(ColoRelayLink *l)
     shutdown(l->out, SHUT_RDWR);
 }
 
-static gpointer colo_relay_down(gpointer opaque)
+/*
+ * From a down thread that reached @phase: if the test still waits for it,
+ * hold every way towards the secondary until colo_relay_release().  The
+ * stop of the relay ends a hold too, so that nothing waits for good.
+ */
+static void colo_relay_hold(ColoRelay *r, ColoPhase phase)
 {
-    ColoRelayLink *l = opaque;
+    g_mutex_lock(&r->lock);
+    if (qatomic_read(&r->armed) == phase) {
+        qatomic_set(&r->armed, COLO_PHASE_STEADY);
+        qatomic_set(&r->held, 1);
+        g_cond_broadcast(&r->cond);
+        while (qatomic_read(&r->held) && !qatomic_read(&r->stop)) {
+            g_cond_wait_until(&r->cond, &r->lock, g_get_monotonic_time() +
+                              COLO_RELAY_TICK_MS * 1000);
+        }
+    }
+    g_mutex_unlock(&r->lock);
+}
+
+/* What the main stream's tracker is to stop at. */
+static ColoPhase colo_relay_armed_main(ColoRelay *r)
+{
+    ColoPhase armed = qatomic_read(&r->armed);
+
+    return armed == COLO_PHASE_RAM && qatomic_read(&r->ram_on_multifd) ?
+           COLO_PHASE_STEADY : armed;
+}
+
+/* Bytes for the secondary: once its way is open, or never. */
+static bool colo_relay_send_down(ColoRelay *r, int to, const uint8_t *buf,
+                                 size_t len)
+{
+    while (colo_relay_down_shut(r)) {
+        if (qatomic_read(&r->stop)) {
+            return false;
+        }
+        g_usleep(COLO_RELAY_TICK_MS * 1000);
+    }
+    return colo_relay_send(to, buf, len);
+}
+
+/*
+ * Pass @len bytes of the main stream on, holding where the armed phase
+ * begins.  Returns how many bytes are kept back for the next read (a
+ * message code cut in two), or -1 once the link is broken.
+ */
+static ssize_t colo_relay_pass_main(ColoRelayLink *l, uint8_t *buf,
+                                    size_t len)
+{
     ColoRelay *r = l->relay;
-    ColoLinkKind kind = colo_relay_classify(r, l->src);
+    size_t off = 0;
+
+    while (off < len) {
+        ColoPhase armed = colo_relay_armed_main(r);
+        bool hit;
+        size_t n = colo_track(&l->track, buf + off, len - off, armed, &hit);
+
+        qatomic_set(&r->main_state, l->track.state);
+        qatomic_set(&r->device_states, l->track.device_states);
+        if (n && !colo_relay_send_down(r, l->out, buf + off, n)) {
+            return -1;
+        }
+        off += n;
+        if (hit) {
+            colo_relay_hold(r, armed);
+        } else if (!n) {
+            break;
+        }
+    }
+    memmove(buf, buf + off, len - off);
+    return len - off;
+}
+
+static void colo_relay_down_main(ColoRelayLink *l)
+{
+    ColoRelay *r = l->relay;
+    g_autofree uint8_t *buf = g_malloc(COLO_RELAY_CHUNK);
+    ssize_t kept = 0;
+
+    while (kept >= 0 && !qatomic_read(&r->stop)) {
+        ssize_t n;
+
+        if (!colo_relay_readable(l->src, colo_relay_down_shut(r))) {
+            continue;
+        }
+        n = read(l->src, buf + kept, COLO_RELAY_CHUNK - kept);
+        if (n <= 0) {
+            break;
+        }
+        kept = colo_relay_pass_main(l, buf, kept + n);
+    }
+}
+
+/* With multifd, RAM is on its way once a channel carries it. */
+static void colo_relay_multifd_moved(ColoRelay *r)
+{
+    if (qatomic_read(&r->armed) == COLO_PHASE_RAM &&
+        qatomic_read(&r->ram_on_multifd) &&
+        qatomic_read(&r->main_state) == COLO_TRACK_RAM) {
+        colo_relay_hold(r, COLO_PHASE_RAM);
+    }
+}
+
+static void colo_relay_down_multifd(ColoRelayLink *l)
+{
+    ColoRelay *r = l->relay;
     int64_t tick = 0;
     size_t sent = 0;
 
-    qatomic_set(&l->kind, kind);
-    while (kind != COLO_LINK_UNKNOWN && !qatomic_read(&r->stop)) {
-        int rate = kind == COLO_LINK_MULTIFD ?
-                   qatomic_read(&r->multifd_rate) : 0;
+    while (!qatomic_read(&r->stop)) {
+        int rate = qatomic_read(&r->multifd_rate);
         int64_t now = g_get_monotonic_time() / (COLO_RELAY_TICK_MS * 1000);
         ssize_t n;
 
-        if (kind == COLO_LINK_MULTIFD && !l->swallow &&
-            qatomic_read(&r->swallow_multifd)) {
+        if (!l->swallow && qatomic_read(&r->swallow_multifd)) {
             l->swallow = qatomic_xchg(&r->swallow_multifd, 0);
         }
         if (now != tick) {
@@ -800,7 +1148,7 @@ static gpointer colo_relay_down(gpointer opaque)
             g_usleep(COLO_RELAY_TICK_MS * 1000 / 5);
             continue;
         }
-        if (!colo_relay_readable(r, l->src, &r->frozen_down)) {
+        if (!colo_relay_readable(l->src, colo_relay_down_shut(r))) {
             continue;
         }
         n = colo_relay_forward(l->src, l->swallow ? -1 : l->out,
@@ -809,6 +1157,20 @@ static gpointer colo_relay_down(gpointer opaque)
             break;
         }
         sent += n;
+        colo_relay_multifd_moved(r);
+    }
+}
+
+static gpointer colo_relay_down(gpointer opaque)
+{
+    ColoRelayLink *l = opaque;
+    ColoLinkKind kind = colo_relay_classify(l->relay, l->src);
+
+    qatomic_set(&l->kind, kind);
+    if (kind == COLO_LINK_MAIN) {
+        colo_relay_down_main(l);
+    } else if (kind == COLO_LINK_MULTIFD) {
+        colo_relay_down_multifd(l);
     }
     colo_relay_link_broken(l);
     return NULL;
@@ -818,7 +1180,7 @@ static gpointer colo_relay_down(gpointer opaque)
 static void colo_relay_talk_to_primary(ColoRelay *r, int src)
 {
     if (qatomic_read(&r->heartbeats)) {
-        uint32_t msg = cpu_to_be32(COLO_WIRE_HEARTBEAT);
+        uint32_t msg = cpu_to_be32(COLO_MESSAGE_HEARTBEAT);
 
         /* Until the primary hangs up on us. */
         if (send(src, &msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg)) {
@@ -842,13 +1204,49 @@ static gpointer colo_relay_up(gpointer opaque)
         if (qatomic_read(&l->kind) == COLO_LINK_MAIN) {
             colo_relay_talk_to_primary(r, l->src);
         }
-        if (colo_relay_readable(r, l->out, &r->frozen_up) &&
+        if (colo_relay_readable(l->out, colo_relay_up_shut(r)) &&
             colo_relay_forward(l->out, l->src, SIZE_MAX) < 0) {
             break;
         }
     }
     colo_relay_link_broken(l);
     return NULL;
+}
+
+/*
+ * The breakpoint.  Armed with a phase, the relay stops passing anything
+ * towards the secondary where the next checkpoint reaches that phase:
+ * in front of its request; after the first RAM (with multifd: after a
+ * channel carried some); halfway through its device state; right after
+ * it.  colo_relay_wait_held() returns once it holds there.
+ */
+static void colo_relay_arm(ColoRelay *r, ColoPhase phase, bool multifd)
+{
+    g_mutex_lock(&r->lock);
+    qatomic_set(&r->ram_on_multifd, multifd);
+    qatomic_set(&r->armed, phase);
+    g_mutex_unlock(&r->lock);
+}
+
+static void colo_relay_wait_held(ColoRelay *r)
+{
+    gint64 deadline = g_get_monotonic_time() + COLO_WAIT_US;
+
+    g_mutex_lock(&r->lock);
+    while (!qatomic_read(&r->held)) {
+        g_assert(g_cond_wait_until(&r->cond, &r->lock, deadline) ||
+                 qatomic_read(&r->held));
+    }
+    g_mutex_unlock(&r->lock);
+}
+
+/* Forwarding goes on, unless a fault keeps it from doing so. */
+static void colo_relay_release(ColoRelay *r)
+{
+    g_mutex_lock(&r->lock);
+    qatomic_set(&r->held, 0);
+    g_cond_broadcast(&r->cond);
+    g_mutex_unlock(&r->lock);
 }
 
 /*
@@ -920,6 +1318,8 @@ static char *colo_relay_start(ColoRelay *r, QTestState *to)
     socklen_t len = sizeof(addr);
 
     g_assert(port);
+    g_mutex_init(&r->lock);
+    g_cond_init(&r->cond);
     r->dst_port = atoi(port + 1);
     r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     /* Accepted connections inherit it. */
@@ -938,6 +1338,8 @@ static void colo_relay_stop(ColoRelay *r)
     qatomic_set(&r->stop, 1);
     g_thread_join(r->thread);
     close(r->listen_fd);
+    g_mutex_clear(&r->lock);
+    g_cond_clear(&r->cond);
 }
 
 /* COLO through a relay, after its first checkpoint. */
@@ -1320,13 +1722,36 @@ static void colo_fault_inject(const ColoTestCase *tc, ColoRelay *relay,
     }
 }
 
+/* Events, without the BQL: a primary sending RAM may hold it. */
+static void colo_pump_events_oob(QTestState *who)
+{
+    qobject_unref(qtest_qmp(who, "{ 'exec-oob': 'query-yank', "
+                            "'id': 'pump' }"));
+}
+
 /*
- * One cell of the matrix: a fault, at steady state or while the primary
- * is stopped for a checkpoint, plain or multifd, either side chosen to go
- * on.  Neither side goes live by itself; each that can still speak
- * reports the loss within the timeouts and answers QMP; after the
- * decision exactly one guest runs, and the other stays stopped even once
- * it can see again what happened.
+ * Have the relay hold the next checkpoint where @tc's phase begins, and
+ * check that the primary is there too: it asked and still runs, or it
+ * is stopped for the checkpoint (one STOP more than RESUMEs).
+ */
+static void colo_fault_reach_phase(const ColoTestCase *tc, ColoRelay *relay,
+                                   QTestState *from, ColoEvents *src_ev)
+{
+    /* Nothing to stop at until the relay is in step with the stream. */
+    g_assert_cmpint(qatomic_read(&relay->device_states), >, 0);
+    colo_relay_arm(relay, tc->phase, tc->multifd);
+    colo_relay_wait_held(relay);
+    colo_pump_events_oob(from);
+    g_assert_cmpuint(src_ev->stops, ==,
+                     src_ev->resumes + (tc->phase != COLO_PHASE_REQUEST));
+}
+
+/*
+ * One cell of the matrix: a fault, at steady state or at a phase of a
+ * checkpoint, plain or multifd, either side chosen to go on.  Neither side
+ * goes live by itself; each that can still speak reports the loss within
+ * the timeouts and answers QMP; after the decision exactly one guest runs,
+ * and the other stays stopped even once it can see again what happened.
  */
 static void colo_test_fault(const void *opaque)
 {
@@ -1353,12 +1778,14 @@ static void colo_test_fault(const void *opaque)
         survivor_mode = "secondary", other_mode = "primary";
         survivor_serial = "dest_serial", other_serial = "src_serial";
     }
-    if (tc->during_checkpoint) {
-        colo_wait_stop(from, &src_ev);
+    if (tc->phase != COLO_PHASE_STEADY) {
+        colo_fault_reach_phase(tc, &relay, from, &src_ev);
     }
 
     start = g_get_monotonic_time();
     colo_fault_inject(tc, &relay, other);
+    /* Whatever the fault left of the link carries on from the phase. */
+    colo_relay_release(&relay);
     colo_wait_exit(survivor, survivor_ev);
     g_assert_cmpint(g_get_monotonic_time() - start, <, COLO_FAULT_REPORT_US);
     colo_assert_waiting(survivor, survivor_ev, survivor_mode,
@@ -1938,11 +2365,11 @@ void migration_test_add_colo(MigrationTestEnv *env)
     }, colo_test_multifd_slow);
     for (int f = COLO_FAULT_KILL; f < COLO_FAULT__MAX; f++) {
         for (int t = 0; t < G_N_ELEMENTS(transports); t++) {
-            for (int during = 0; during < 2; during++) {
+            for (int p = 0; p < COLO_PHASE__MAX; p++) {
                 for (int s = 0; s < 2; s++) {
                     g_autofree char *name = g_strdup_printf(
                         "faults/%s/%s_%s_%s_goes_on", colo_fault_names[f],
-                        transports[t].name, during ? "checkpoint" : "steady",
+                        transports[t].name, colo_phase_names[p],
                         s ? "secondary" : "primary");
 
                     colo_add(name, (ColoTestCase) {
@@ -1950,7 +2377,7 @@ void migration_test_add_colo(MigrationTestEnv *env)
                         .multifd = transports[t].multifd,
                         .survivor = s ? COLO_FAIL_SECONDARY
                                       : COLO_FAIL_PRIMARY,
-                        .during_checkpoint = during, .fault = f,
+                        .phase = p, .fault = f,
                     }, colo_test_fault);
                 }
             }

@@ -17,7 +17,9 @@
 #include "system/system.h"
 #include "chardev/char.h"
 #include "chardev/char-fe.h"
+#include "chardev/char-socket.h"
 #include "net/colo-frame.h"
+#include <netinet/tcp.h>
 
 #define PKT_LEN 1400
 /* Bounds every wait for the main loop; a guard, not a timing check. */
@@ -341,6 +343,67 @@ static void test_free_while_queued(void)
     fixture_stop(&f);
 }
 
+static bool socket_nodelay(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof(on);
+
+    g_assert_cmpint(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), ==,
+                    0);
+    return on;
+}
+
+/*
+ * A TCP chardev the user left with Nagle's algorithm on sends its frames
+ * at once anyway: once a writer uses it, its connections have
+ * TCP_NODELAY, the one that is up and those made later.
+ */
+static void test_no_delay(void)
+{
+    g_autoptr(SocketAddress) where = NULL;
+    struct sockaddr_in to = { .sin_family = AF_INET };
+    SocketChardev *s;
+    ColoFrameWriter *w;
+    CharFrontend fe = { 0 };
+    Chardev *chr;
+    int peer, i;
+
+    chr = qemu_chr_new("colo-writer-tcp",
+                       "tcp:127.0.0.1:0,server=on,wait=off", NULL);
+    g_assert(chr);
+    s = SOCKET_CHARDEV(chr);
+    g_assert_false(object_property_get_bool(OBJECT(chr), "nodelay",
+                                            &error_abort));
+    where = qio_channel_socket_get_local_address(
+        qio_net_listener_sioc(s->listener, 0), &error_abort);
+    qemu_chr_fe_init(&fe, chr, &error_abort);
+
+    /* Made after the writer. */
+    w = colo_frame_writer_new(&fe, false, 64 * 1024);
+    g_assert_true(object_property_get_bool(OBJECT(chr), "nodelay",
+                                           &error_abort));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(atoi(where->u.inet.port));
+    peer = socket(AF_INET, SOCK_STREAM, 0);
+    g_assert_cmpint(connect(peer, (struct sockaddr *)&to, sizeof(to)), ==, 0);
+    for (i = 0; i < MAX_SPINS && !s->sioc; i++) {
+        main_loop_wait(true);
+    }
+    g_assert(s->sioc);
+    g_assert_true(socket_nodelay(s->sioc->fd));
+    colo_frame_writer_free(w);
+
+    /* Up before the writer. */
+    object_property_set_bool(OBJECT(chr), "nodelay", false, &error_abort);
+    g_assert_false(socket_nodelay(s->sioc->fd));
+    w = colo_frame_writer_new(&fe, false, 64 * 1024);
+    g_assert_true(socket_nodelay(s->sioc->fd));
+    colo_frame_writer_free(w);
+
+    close(peer);
+    qemu_chr_fe_deinit(&fe, true);
+}
+
 int main(int argc, char **argv)
 {
     /* As in QEMU: a write to a peer that left fails, it does not kill. */
@@ -365,5 +428,6 @@ int main(int argc, char **argv)
                          GINT_TO_POINTER(1), test_peer_leaves);
     g_test_add_func("/colo/frame-writer/free-while-queued",
                     test_free_while_queued);
+    g_test_add_func("/colo/frame-writer/no-delay", test_no_delay);
     return g_test_run();
 }

@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""What COLO costs a real client of a real guest: figures, not a test.
+
+    bench/colo-guest-network.py [BUILD] [--seconds N] [--delay MS]
+    (make bench-guest-net)
+
+The Linux test guest, with the documented network setup: its e1000 on a
+tap device on a bridge in a network namespace this script creates, and a
+client on that bridge (this process, through setns).  Two runs, one after
+the other with the same guest and the same client:
+
+  without COLO   one QEMU, the guest booted, nothing else;
+  with COLO      a primary and a secondary QEMU with the network proxy
+                 (filter-mirror, filter-redirector, colo-compare,
+                 filter-rewriter) and the replicated disk, COLO started
+                 before the guest boots, x-checkpoint-delay --delay ms.
+
+Each run: a TCP echo connection opened the moment the guest (or COLO)
+starts and used once the guest is up; sequential HTTP requests for
+--seconds (a new connection each; rate, p50 and p99 latency); one 20 MiB
+download (bulk TCP).  With COLO also: the primary's checkpoint pauses,
+colo-compare's counters over the HTTP run, and the checkpoint requests
+during 200 echo round trips, whose bytes are the same on both guests
+(any request there is spurious).
+
+Prints one table and the issue's goals as ratios: HTTP rate at least 40%
+of the rate without COLO, p50 at most 3 ms above it, p99 at most one
+checkpoint pause plus 50 ms, the early echo connection works, no
+checkpoint request during the echo round trips, bulk TCP at least 40%.
+Both QEMUs share this machine's cores under TCG.
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "functional", "colo"))
+import standalone  # noqa: E402
+
+BULK_MIB = 20
+COUNTERS = ("matched", "mismatches", "timeouts", "checkpoint-requests",
+            "released-at-checkpoint", "held-for-checkpoint")
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def http_get(ip, path, timeout=30):
+    """One request on a fresh connection; returns the body's length."""
+    with socket.create_connection((ip, 80), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: guest\r\n\r\n".encode())
+        got = bytearray()
+        while True:
+            chunk = s.recv(262144)
+            if not chunk:
+                break
+            got += chunk
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200") and \
+            not head.startswith(b"HTTP/1.1 200"):
+        raise OSError(f"{path}: {head[:40]!r}")
+    return len(body)
+
+
+def http_run(ip, seconds):
+    """Sequential requests for @seconds: (latencies in s, failures)."""
+    latencies, failures = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        try:
+            http_get(ip, "/index.html")
+            latencies.append(time.monotonic() - t0)
+        except OSError:
+            failures += 1
+    return latencies, failures
+
+
+ECHO_ROUNDS = 200
+
+
+def echo_run(ip, rounds=ECHO_ROUNDS):
+    """@rounds round trips on one echo connection: bytes that are the
+    same on both guests, so any checkpoint they cause is spurious."""
+    with socket.create_connection((ip, 7), timeout=30) as s:
+        for i in range(rounds):
+            msg = f"round {i}\n".encode()
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                chunk = s.recv(100)
+                if not chunk:
+                    raise OSError("echo connection closed")
+                got += chunk
+            if got != msg:
+                raise OSError(f"echo answered {got!r}")
+
+
+def bulk(ip):
+    t0 = time.monotonic()
+    size = http_get(ip, "/big", timeout=120)
+    if size != BULK_MIB << 20:
+        raise OSError(f"/big: {size} bytes")
+    return size / (1 << 20) / (time.monotonic() - t0)
+
+
+def open_early(ns, ip, within=60):
+    """An echo connection, tried until the guest's stack answers: the
+    first attempt is made right when the guest (or COLO) starts."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return ns.connect(ip, 7, timeout=5)
+        except OSError:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+
+
+def echo_works(sock):
+    if sock is None:
+        return "no connection"
+    try:
+        sock.settimeout(30)
+        sock.sendall(b"early bird\n")
+        got = b""
+        while len(got) < 11:
+            chunk = sock.recv(100)
+            if not chunk:
+                return "closed"
+            got += chunk
+        return "works" if got == b"early bird\n" else f"got {got!r}"
+    except OSError as e:
+        return f"fails: {e}"
+    finally:
+        sock.close()
+
+
+def without_colo(ns, args):
+    from colo_net import GUEST_IP, tap_nic
+    from colo_pair import GuestShell
+    from harness import LinuxGuest
+
+    ns.add_tap("tap-p")
+    try:
+        with LinuxGuest("alone", tap_nic("tap-p"), ip=f"{GUEST_IP}/24",
+                        wrapper=ns.exec_argv()) as g:
+            early = open_early(ns, GUEST_IP)
+            g.wait_ready(timeout=120)
+            shell = GuestShell(2323, connect=lambda p: ns.connect(GUEST_IP,
+                                                                  p))
+            shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
+            shell.close()
+            latencies, failures = ns.call(http_run, GUEST_IP, args.seconds)
+            return {"requests": len(latencies), "failures": failures,
+                    "p50": percentile(latencies, 0.5) * 1000,
+                    "p99": percentile(latencies, 0.99) * 1000,
+                    "bulk": ns.call(bulk, GUEST_IP),
+                    "echo": echo_works(early)}
+    finally:
+        ns.run(["ip", "link", "delete", "tap-p"], check=False)
+
+
+def with_colo(ns, args):
+    from colo_net import GUEST_IP, compare_counters
+    from colo_pair import ColoPair
+
+    ns.add_tap("tap-p")
+    ns.ip("tuntap", "add", "dev", "tap-s", "mode", "tap")
+    ns.ip("link", "set", "tap-s", "master", "br1")
+    ns.ip("link", "set", "tap-s", "up")
+    try:
+        with ColoPair("bench", ns=ns, start="before", verify=False,
+                      delay_ms=args.delay) as pair:
+            pair.start_colo()
+            early = open_early(ns, GUEST_IP, within=120)
+            pair.pri.wait_ready(timeout=180)
+            shell = pair.shells["primary"]
+            shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
+            shell.close()
+            pair.poll_events()
+            pair.pauses.clear()
+            before = compare_counters(pair.pri.vm, COUNTERS)
+            latencies, failures = ns.call(http_run, GUEST_IP, args.seconds)
+            after = compare_counters(pair.pri.vm, COUNTERS)
+            ns.call(echo_run, GUEST_IP)
+            echoed = compare_counters(pair.pri.vm, COUNTERS)
+            rate = ns.call(bulk, GUEST_IP)
+            pair.poll_events()
+            pauses = [p * 1000 for p in pair.pauses]
+            return {"requests": len(latencies), "failures": failures,
+                    "p50": percentile(latencies, 0.5) * 1000,
+                    "p99": percentile(latencies, 0.99) * 1000,
+                    "bulk": rate, "echo": echo_works(early),
+                    "pause": statistics.median(pauses) if pauses else 0.0,
+                    "checkpoints": len(pauses),
+                    "counters": {k: after[k] - before[k] for k in COUNTERS},
+                    "echo-requests": (echoed["checkpoint-requests"] -
+                                      after["checkpoint-requests"])}
+    finally:
+        for tap in ("tap-p", "tap-s"):
+            ns.run(["ip", "link", "delete", tap], check=False)
+
+
+def report(base, colo, args):
+    rows = [
+        (f"HTTP requests in {args.seconds} s", f"{base['requests']}",
+         f"{colo['requests']}"),
+        ("HTTP failures", f"{base['failures']}", f"{colo['failures']}"),
+        ("HTTP latency p50 / p99 (ms)",
+         f"{base['p50']:.1f} / {base['p99']:.1f}",
+         f"{colo['p50']:.1f} / {colo['p99']:.1f}"),
+        ("echo connection opened at the start", base["echo"], colo["echo"]),
+        (f"bulk TCP, {BULK_MIB} MiB (MiB/s)", f"{base['bulk']:.1f}",
+         f"{colo['bulk']:.1f}"),
+        ("checkpoint pause, median (ms)", "", f"{colo['pause']:.0f}"),
+        ("checkpoints during the HTTP run and download", "",
+         f"{colo['checkpoints']}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'':{width}}  {'without COLO':>14}  {'with COLO':>14}")
+    for name, a, b in rows:
+        print(f"{name:{width}}  {a:>14}  {b:>14}")
+    print("colo-compare during the HTTP run: " +
+          ", ".join(f"{k} {v}" for k, v in colo["counters"].items()))
+    print("(busybox httpd's Date header differs between the guests when "
+          "their answers straddle a second: those mismatches are real)")
+
+    rate = colo["requests"] / max(1, base["requests"])
+    bulk_ratio = colo["bulk"] / base["bulk"] if base["bulk"] else 0.0
+    goals = [
+        ("HTTP rate with COLO / without", f"{rate:.2f}", ">= 0.40",
+         rate >= 0.40),
+        ("p50 with COLO - without (ms)", f"{colo['p50'] - base['p50']:.1f}",
+         "<= 3", colo["p50"] - base["p50"] <= 3),
+        ("p99 with COLO - one pause (ms)", f"{colo['p99'] - colo['pause']:.0f}",
+         "<= 50", colo["p99"] - colo["pause"] <= 50),
+        ("echo connection opened at COLO's start", colo["echo"], "works",
+         colo["echo"] == "works"),
+        (f"checkpoint requests, {ECHO_ROUNDS} echo round trips",
+         f"{colo['echo-requests']}", "0", colo["echo-requests"] == 0),
+        ("bulk TCP with COLO / without", f"{bulk_ratio:.2f}", ">= 0.40",
+         bulk_ratio >= 0.40),
+    ]
+    print("\ngoal                                      figure    target  met")
+    for name, figure, target, met in goals:
+        print(f"{name:40}  {figure:>8}  {target:>8}  {'yes' if met else 'NO'}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build", nargs="?", default="build")
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--delay", type=int, default=2000,
+                    help="x-checkpoint-delay in ms (default 2000)")
+    args = ap.parse_args()
+    standalone.prepare(args.build)
+    from harness import NetNamespace, require_netns
+
+    require_netns()
+    with NetNamespace(bridge_addr="10.0.2.1/24") as ns:
+        ns.ip("link", "add", "br1", "type", "bridge")
+        ns.ip("link", "set", "br1", "up")
+        base = without_colo(ns, args)
+        colo = with_colo(ns, args)
+    report(base, colo, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
