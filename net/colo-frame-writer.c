@@ -46,6 +46,8 @@ struct ColoFrameWriter {
     bool flushing;
     bool reset_pending;     /* a reset arrived while flushing */
     ColoFrameStats stats;
+    void (*room_cb)(void *opaque);
+    void *room_opaque;
 };
 
 /*
@@ -197,14 +199,23 @@ static gboolean colo_frame_writer_writable(void *do_not_use,
     /* Returning G_SOURCE_REMOVE destroys this source; flush may add one. */
     w->watch = 0;
     colo_frame_writer_flush(w);
+    /* Half empty, not just one frame's room: senders resume in bulk. */
+    if (w->room_cb && w->queued <= w->max_queued / 2) {
+        w->room_cb(w->room_opaque);
+    }
     return G_SOURCE_REMOVE;
+}
+
+static size_t colo_frame_writer_framing(const ColoFrameWriter *w)
+{
+    return w->vnet_hdr ? 8 : 4;
 }
 
 static ColoFrameOut *colo_frame_out_new(ColoFrameWriter *w,
                                         const struct iovec *iov, int iovcnt,
                                         size_t size, uint32_t vnet_hdr_len)
 {
-    size_t hdr = w->vnet_hdr ? 8 : 4;
+    size_t hdr = colo_frame_writer_framing(w);
     ColoFrameOut *f = g_malloc(sizeof(*f) + hdr + size);
 
     f->len = hdr + size;
@@ -229,8 +240,7 @@ bool colo_frame_writer_send(ColoFrameWriter *w, const struct iovec *iov,
         w->stats.bad_frames++;
         return false;
     }
-    /* An empty queue always takes a frame, whatever max_queued says. */
-    if (w->queued && w->queued + size + 8 > w->max_queued) {
+    if (!colo_frame_writer_has_room(w, size)) {
         w->stats.dropped++;
         return false;
     }
@@ -242,6 +252,20 @@ bool colo_frame_writer_send(ColoFrameWriter *w, const struct iovec *iov,
     }
     /* Dropped now if the chardev refused it (peer absent or gone). */
     return w->stats.dropped == dropped;
+}
+
+bool colo_frame_writer_has_room(const ColoFrameWriter *w, size_t size)
+{
+    /* An empty queue always takes a frame, whatever max_queued says. */
+    return !w->queued ||
+           w->queued + colo_frame_writer_framing(w) + size <= w->max_queued;
+}
+
+void colo_frame_writer_on_room(ColoFrameWriter *w, void (*cb)(void *opaque),
+                               void *opaque)
+{
+    w->room_cb = cb;
+    w->room_opaque = opaque;
 }
 
 size_t colo_frame_writer_queued(const ColoFrameWriter *w)

@@ -100,6 +100,15 @@ bool colo_frame_writer_send(ColoFrameWriter *w, const struct iovec *iov,
  * inside colo_frame_writer_send().
  */
 void colo_frame_writer_reset(ColoFrameWriter *w);
+/* Whether a frame of @size payload bytes would be queued, not dropped. */
+bool colo_frame_writer_has_room(const ColoFrameWriter *w, size_t size);
+/*
+ * @cb runs (from the writer's watch, never inside another writer call)
+ * each time the chardev has taken enough that the queue is at most half
+ * full again: for a frontend that held packets back to send them.
+ */
+void colo_frame_writer_on_room(ColoFrameWriter *w, void (*cb)(void *opaque),
+                               void *opaque);
 /* Bytes accepted but not yet taken by the chardev. */
 size_t colo_frame_writer_queued(const ColoFrameWriter *w);
 const ColoFrameStats *colo_frame_writer_stats(const ColoFrameWriter *w);

@@ -868,8 +868,9 @@ static void flow_expire(ColoMatcher *m, ColoFlow *fl, void *opaque)
 
 static bool flow_idle(const ColoFlow *fl, int64_t since)
 {
-    return g_queue_is_empty(&fl->held[SIDE_P]) &&
-           g_queue_is_empty(&fl->held[SIDE_S]) && fl->last_ns <= since;
+    /* GQueue's accessors take no const pointer: read its length. */
+    return !fl->held[SIDE_P].length && !fl->held[SIDE_S].length &&
+           fl->last_ns <= since;
 }
 
 /*

@@ -6,8 +6,15 @@
  * of letting them go on (if it has no outdev they go on), and injects the
  * frames read from "indev" where it sits in the filter chain, in its
  * direction (see redirector_sender()).  Frames use the COLO chardev framing
- * (net/colo-frame.h); writes never block, a slow or absent reader makes
- * frames drop and count instead.
+ * (net/colo-frame.h); writes never block.  A reader that is absent or
+ * gone makes frames drop and count.  One that is slow holds a redirector's
+ * senders back instead: once outdev's queue is full the redirector keeps
+ * each new packet (NETFILTER_HELD) and the sender waits, as for a full
+ * peer, until the queue is half empty again; only a sender that cannot
+ * wait (one without sent_cb, e.g. e1000) has its packets dropped, beyond
+ * REDIRECTOR_MAX_HELD bytes.  filter-mirror does not hold: its packets go
+ * on to their real receiver, and a lost copy costs the secondary a
+ * mismatch, not the client a packet.
  *
  * vnet headers: packets in the chain carry the netdev's vnet header
  * (qemu_get_vnet_hdr_len(), 0 for most backends; none on packets flagged
@@ -23,6 +30,7 @@
  *   bytes-out           payload bytes of those frames
  *   frames-out-dropped  packets not written to outdev: reader too slow
  *                       (queue full), absent or gone, or packet too big
+ *   frames-out-held     (redirector) packets that had to wait for room
  *   frames-in           (redirector) frames read from indev and injected
  *   frames-in-dropped   (redirector) frames read from indev with nowhere to
  *                       go (the netdev has no peer on that side)
@@ -59,6 +67,9 @@
 /* Bytes queued for a slow outdev reader before packets are dropped. */
 #define FILTER_MIRROR_MAX_QUEUED (1 * MiB)
 
+/* Packets a redirector holds for senders that cannot be made to wait. */
+#define REDIRECTOR_MAX_HELD (4 * MiB)
+
 /* How a redirector drains indev at a failover (see the top comment). */
 #define REDIRECTOR_DRAIN_QUIET_MS   100
 #define REDIRECTOR_DRAIN_MAX_MS     2000
@@ -76,6 +87,13 @@ typedef struct MirrorState {
     ColoFrameWriter *writer;
     uint64_t frames_in;
     uint64_t frames_in_dropped;
+    /* Packets waiting for room in outdev's queue, oldest first. */
+    GQueue held;
+    size_t held_bytes;
+    uint64_t frames_held;
+    uint64_t frames_held_dropped;
+    QEMUBH *release_bh;
+    bool closing;           /* being deleted: let packets pass */
     /* Draining indev after a failover switched the redirector off. */
     QEMUTimer *drain_timer;
     int64_t drain_started_ms;
@@ -86,6 +104,7 @@ typedef enum MirrorCounter {
     MIRROR_FRAMES_OUT,
     MIRROR_BYTES_OUT,
     MIRROR_FRAMES_OUT_DROPPED,
+    MIRROR_FRAMES_OUT_HELD,
     MIRROR_FRAMES_IN,
     MIRROR_FRAMES_IN_DROPPED,
     MIRROR_FRAMES_IN_BAD,
@@ -126,19 +145,105 @@ static ssize_t mirror_receive_iov(NetFilterState *nf, NetClientState *sender,
     return 0;
 }
 
+/* A packet a redirector keeps until outdev has room for it. */
+typedef struct HeldPacket {
+    NetClientState *sender;
+    NetPacketSent *sent_cb;
+    unsigned flags;
+    size_t size;
+    uint8_t data[];
+} HeldPacket;
+
+/* Whether @sender still is one of the two ends of the filter's netdev. */
+static bool redirector_sender_alive(NetFilterState *nf, NetClientState *nc)
+{
+    return nc == nf->netdev || nc == nf->netdev->peer;
+}
+
+/*
+ * Hand held packets to outdev, oldest first, and let their senders go on.
+ * @all: whether there is room or not (the filter goes off or away).
+ */
+static void redirector_release(MirrorState *s, bool all)
+{
+    NetFilterState *nf = &s->parent_obj;
+    HeldPacket *p;
+
+    while ((p = g_queue_peek_head(&s->held)) &&
+           (all || !s->writer || colo_frame_writer_has_room(s->writer,
+                                                            p->size))) {
+        struct iovec iov = { .iov_base = p->data, .iov_len = p->size };
+
+        g_queue_pop_head(&s->held);
+        s->held_bytes -= p->size;
+        if (s->writer) {
+            mirror_send(s, p->flags, &iov, 1);
+        }
+        if (p->sent_cb && redirector_sender_alive(nf, p->sender)) {
+            p->sent_cb(p->sender, p->size);
+        }
+        g_free(p);
+    }
+}
+
+static void redirector_release_bh(void *opaque)
+{
+    redirector_release(opaque, false);
+}
+
+/* From the writer's watch: never call the senders from inside it. */
+static void redirector_room(void *opaque)
+{
+    MirrorState *s = opaque;
+
+    if (!g_queue_is_empty(&s->held)) {
+        qemu_bh_schedule(s->release_bh);
+    }
+}
+
+static ssize_t redirector_hold(MirrorState *s, NetClientState *sender,
+                               unsigned flags, const struct iovec *iov,
+                               int iovcnt, NetPacketSent *sent_cb)
+{
+    size_t size = iov_size(iov, iovcnt);
+    HeldPacket *p;
+
+    if (!sent_cb && s->held_bytes + size > REDIRECTOR_MAX_HELD) {
+        s->frames_held_dropped++;
+        return size;
+    }
+    p = g_malloc(sizeof(*p) + size);
+    p->sender = sender;
+    p->sent_cb = sent_cb;
+    p->flags = flags;
+    p->size = size;
+    iov_to_buf(iov, iovcnt, 0, p->data, size);
+    g_queue_push_tail(&s->held, p);
+    s->held_bytes += size;
+    s->frames_held++;
+    /* A sender without sent_cb must not learn it: it would wait forever. */
+    return sent_cb ? NETFILTER_HELD : size;
+}
+
 static ssize_t redirector_receive_iov(NetFilterState *nf,
                                       NetClientState *sender, unsigned flags,
                                       const struct iovec *iov, int iovcnt,
                                       NetPacketSent *sent_cb)
 {
     MirrorState *s = mirror_state(nf);
+    size_t size = iov_size(iov, iovcnt);
 
-    if (!s->writer) {
+    if (!s->writer || s->closing) {
         return 0;
+    }
+    /* Behind packets already waiting, or in front of a full queue: wait. */
+    if (!g_queue_is_empty(&s->held) ||
+        !colo_frame_writer_has_room(s->writer, size)) {
+        return redirector_hold(s, sender, flags, iov, iovcnt, sent_cb);
     }
     mirror_send(s, flags, iov, iovcnt);
     /* Swallowed, even when dropped: it was meant for outdev only. */
-    return iov_size(iov, iovcnt);
+    return size;
 }
 
 /*
@@ -213,6 +318,10 @@ static void mirror_out_event(void *opaque, QEMUChrEvent event)
 
     if (event == CHR_EVENT_CLOSED) {
         colo_frame_writer_reset(s->writer);
+        /* Nobody reads outdev now: held packets go (and drop) at once. */
+        if (s->release_bh && !g_queue_is_empty(&s->held)) {
+            qemu_bh_schedule(s->release_bh);
+        }
     }
 }
 
@@ -283,8 +392,9 @@ static void redirector_setup(NetFilterState *nf, Error **errp)
         colo_frame_reader_init(&s->reader, s->vnet_hdr);
         redirector_set_in_handlers(s, nf->on);
     }
-    if (s->outdev) {
-        mirror_open_outdev(s, errp);
+    if (s->outdev && mirror_open_outdev(s, errp)) {
+        s->release_bh = qemu_bh_new(redirector_release_bh, s);
+        colo_frame_writer_on_room(s->writer, redirector_room, s);
     }
 }
 
@@ -302,6 +412,10 @@ static void redirector_status_changed(NetFilterState *nf, Error **errp)
 
     /* Whoever changes the status now decides about indev. */
     redirector_drain_end(s);
+    if (!nf->on) {
+        /* Packets that pass it by now must not overtake the held ones. */
+        redirector_release(s, true);
+    }
     if (s->indev) {
         redirector_set_in_handlers(s, nf->on);
     }
@@ -360,6 +474,13 @@ static void mirror_cleanup(NetFilterState *nf)
     MirrorState *s = mirror_state(nf);
 
     redirector_drain_end(s);
+    /* A sender called back may send again at once, through this filter. */
+    s->closing = true;
+    redirector_release(s, true);
+    if (s->release_bh) {
+        qemu_bh_delete(s->release_bh);
+        s->release_bh = NULL;
+    }
     qemu_chr_fe_deinit(&s->chr_in, false);
     colo_frame_reader_destroy(&s->reader);
     /* Handlers first: the close event handler uses the writer. */
@@ -445,7 +566,10 @@ static uint64_t mirror_counter(MirrorState *s, MirrorCounter c)
     case MIRROR_BYTES_OUT:
         return out ? out->bytes : 0;
     case MIRROR_FRAMES_OUT_DROPPED:
-        return out ? out->dropped + out->bad_frames : 0;
+        return (out ? out->dropped + out->bad_frames : 0) +
+               s->frames_held_dropped;
+    case MIRROR_FRAMES_OUT_HELD:
+        return s->frames_held;
     case MIRROR_FRAMES_IN:
         return s->frames_in;
     case MIRROR_FRAMES_IN_DROPPED:
@@ -504,6 +628,7 @@ static void redirector_class_init(ObjectClass *oc, const void *data)
     mirror_class_add_common(oc);
     object_class_property_add_str(oc, "indev", mirror_get_indev,
                                   mirror_set_indev);
+    mirror_add_counter(oc, "frames-out-held", MIRROR_FRAMES_OUT_HELD);
     mirror_add_counter(oc, "frames-in", MIRROR_FRAMES_IN);
     mirror_add_counter(oc, "frames-in-dropped", MIRROR_FRAMES_IN_DROPPED);
     mirror_add_counter(oc, "frames-in-bad", MIRROR_FRAMES_IN_BAD);

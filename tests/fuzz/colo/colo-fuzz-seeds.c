@@ -8,11 +8,16 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/bswap.h"
 #include "../../unit/colo/colo-test-frames.h"
 
 enum { OP_P, OP_S, OP_BOTH, OP_TIME, OP_CP_BEGIN, OP_CP_DONE, OP_EXPIRE,
        OP_FAILOVER };
 #define OP_VNET 0x08
+#define OP_TCP 0x10
+/* Flow byte of a TCP description: connection, direction, payload. */
+#define FLOW_CLIENT 0x08
+#define FLOW_PAYLOAD(v) ((v) << 4)
 
 static const TfFlow web = {
     .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 }, .sport = 80, .dport = 9,
@@ -36,6 +41,46 @@ static void op(GByteArray *s, uint8_t op, int arg)
 
         g_byte_array_append(s, &a, 1);
     }
+}
+
+/* A TCP segment by description (see fuzz-colo-compare.c). */
+static void op_seg(GByteArray *s, uint8_t op, uint8_t flow, uint8_t flags,
+                   uint32_t seq, uint32_t ack, uint8_t len)
+{
+    uint8_t d[12] = { op | OP_TCP, flow, flags };
+
+    stl_le_p(d + 3, seq);
+    stl_le_p(d + 7, ack);
+    d[11] = len;
+    g_byte_array_append(s, d, sizeof(d));
+}
+
+/*
+ * One connection's life by description: handshake (the secondary picks
+ * its own ISN), data both ways, a retransmit, a checkpoint in between,
+ * and a close.  @isn near 2^32 makes the data go round.
+ */
+static void seg_conversation(GByteArray *s, uint8_t flow, uint32_t isn)
+{
+    op_seg(s, OP_BOTH, flow | FLOW_CLIENT, TF_SYN, 5000, 0, 0);
+    op_seg(s, OP_P, flow, TF_SYN | TF_ACK, isn, 5001, 0);
+    op_seg(s, OP_S, flow, TF_SYN | TF_ACK, isn + 12345, 5001, 0);
+    op_seg(s, OP_BOTH, flow | FLOW_CLIENT, TF_ACK, 5001, isn + 1, 0);
+    op_seg(s, OP_BOTH, flow | FLOW_CLIENT, TF_ACK | TF_PSH, 5001, isn + 1,
+           40);
+    op_seg(s, OP_BOTH, flow, TF_ACK | TF_PSH, isn + 1, 5041, 200);
+    op_seg(s, OP_P, flow, TF_ACK | TF_PSH, isn + 201, 5041, 200);
+    op_seg(s, OP_S, flow | FLOW_PAYLOAD(1), TF_ACK | TF_PSH, isn + 201, 5041,
+           200);
+    op(s, OP_CP_BEGIN, -1);
+    op(s, OP_CP_DONE, -1);
+    /* The client missed it: the same bytes again. */
+    op_seg(s, OP_BOTH, flow, TF_ACK | TF_PSH, isn + 201, 5041, 200);
+    op_seg(s, OP_BOTH, flow | FLOW_CLIENT, TF_ACK | TF_FIN, 5041, isn + 401,
+           0);
+    op_seg(s, OP_BOTH, flow, TF_ACK | TF_FIN, isn + 401, 5042, 0);
+    op(s, OP_TIME, 100);
+    op(s, OP_EXPIRE, -1);
 }
 
 static void write_seed(const char *dir, const char *name, GByteArray *s)
@@ -141,5 +186,26 @@ int main(int argc, char **argv)
     op_frame(s, OP_P, tf_tcp(&web, 100, 5, TF_SYN | TF_ACK, NULL));
     op_frame(s, OP_S, tf_tcp(&web, 100, 5, TF_ACK, "q"));
     write_seed(argv[1], "tcp-syn-after-wrap", s);
+
+    s = g_byte_array_new();
+    seg_conversation(s, 0, 1000);
+    write_seed(argv[1], "seg-conversation", s);
+
+    s = g_byte_array_new();
+    seg_conversation(s, 1, 0xffffff00u);
+    write_seed(argv[1], "seg-conversation-wraps", s);
+
+    /* Eight connections at once where the matcher keeps four. */
+    s = g_byte_array_new();
+    for (int f = 0; f < 8; f++) {
+        op_seg(s, OP_P, f, TF_SYN | TF_ACK, 100 * f, 1, 0);
+        op_seg(s, OP_S, f, TF_SYN | TF_ACK, 7777 * f, 1, 0);
+    }
+    for (int f = 0; f < 8; f++) {
+        op_seg(s, OP_BOTH, f, TF_ACK | TF_PSH, 100 * f + 1, 1, 10);
+    }
+    op(s, OP_CP_BEGIN, -1);
+    op(s, OP_CP_DONE, -1);
+    write_seed(argv[1], "seg-evictions", s);
     return 0;
 }

@@ -582,75 +582,127 @@ static void test_outdev_absent(void)
     topo_stop(&t);
 }
 
-/* A connected peer that does not read: queue, then drop, never block. */
-static void test_outdev_slow(void)
+typedef struct Writer {
+    int fd;
+    int count;
+    int len;
+} Writer;
+
+/* Writes @count numbered frames of @len bytes, however long that blocks. */
+static gpointer writer_run(gpointer opaque)
 {
-    enum { N = 4000, LEN = 1400 };
-    uint8_t pkt[LEN], hdr[4];
-    g_autofree uint8_t *got = g_malloc(LEN);
-    int64_t out, dropped;
-    uint32_t seq, prev = 0;
+    Writer *w = opaque;
+    g_autofree uint8_t *pkt = g_malloc(w->len);
+
+    memset(pkt, 0xab, w->len);
+    for (int i = 0; i < w->count; i++) {
+        stl_be_p(pkt, i);
+        send_frame(w->fd, false, 0, pkt, w->len);
+    }
+    return NULL;
+}
+
+/* Read @count frames of @len bytes from @fd: all there, in order. */
+static void expect_numbered(int fd, int count, int len)
+{
+    g_autofree uint8_t *got = g_malloc(len);
+    uint8_t hdr[4];
+
+    for (int i = 0; i < count; i++) {
+        recv_all(fd, hdr, 4);
+        g_assert_cmpuint(ldl_be_p(hdr), ==, len);
+        recv_all(fd, got, len);
+        g_assert_cmpuint(got[len - 1], ==, 0xab);
+        g_assert_cmpuint(ldl_be_p(got), ==, i);
+    }
+}
+
+static void wait_held(Topo *t, const char *id)
+{
+    for (int i = 0; i < RECV_TIMEOUT_S * 100; i++) {
+        if (qom_get_int(t->qts, id, "frames-out-held") > 0) {
+            return;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * A connected outdev reader that does not read for a while: once the
+ * queue is full the redirector holds its sender back (a socket netdev
+ * stops reading), and when the reader reads again every frame arrives,
+ * in order; nothing is dropped, and the monitor answers meanwhile.
+ */
+static void test_outdev_slow_holds_sender(void)
+{
+    Writer w = { .count = 4000, .len = 1400 };
+    GThread *thread;
     Topo t;
-    int i;
 
     topo_start(&t, "-object filter-redirector,id=f0,netdev=n0,queue=tx,"
                "outdev=c0");
-    memset(pkt, 0xab, sizeof(pkt));
-    for (i = 0; i < N; i++) {
-        stl_be_p(pkt, i);
-        send_frame(t.a, false, 0, pkt, LEN);
-    }
-    /* Everything was read from a; the monitor still answers. */
-    wait_consumed(t.qts, t.a);
-    dropped = qom_get_int(t.qts, "f0", "frames-out-dropped");
-    out = qom_get_int(t.qts, "f0", "frames-out");
-    g_assert_cmpint(dropped, >, 0);
-    /* Dropping starts only once the queue is full: some frames wait. */
-    g_assert_cmpint(out + dropped, <, N);
-
-    /*
-     * Drain: the frames that were not dropped arrive whole and in order,
-     * including those queued when the socket was full.
-     */
-    for (i = 0; i < N - dropped; i++) {
-        recv_all(t.chr[0], hdr, 4);
-        g_assert_cmpuint(ldl_be_p(hdr), ==, LEN);
-        recv_all(t.chr[0], got, LEN);
-        g_assert_cmpuint(got[LEN - 1], ==, 0xab);
-        seq = ldl_be_p(got);
-        if (i > 0) {
-            g_assert_cmpuint(seq, >, prev);
-        }
-        prev = seq;
-    }
+    w.fd = t.a;
+    thread = g_thread_new("writer", writer_run, &w);
+    wait_held(&t, "f0");
     assert_alive(t.qts);
-    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out"), ==, N - dropped);
+    expect_numbered(t.chr[0], w.count, w.len);
+    g_thread_join(thread);
+    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-dropped"), ==, 0);
+    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out"), ==, w.count);
     topo_stop(&t);
 }
 
 /*
- * An outdev reader that leaves with frames queued for it: they are dropped,
+ * The same from a sender that cannot be held back (the hub gives no
+ * sent_cb, like e1000): its packets wait in the redirector, up to 4 MiB,
+ * and arrive in order.
+ */
+static void test_outdev_slow_holds_packets(void)
+{
+    Writer w = { .count = 2000, .len = 1400 };
+    GThread *thread;
+    Topo t;
+
+    topo_start(&t, "-object filter-redirector,id=f0,netdev=n0,queue=rx,"
+               "outdev=c0");
+    w.fd = t.b;
+    thread = g_thread_new("writer", writer_run, &w);
+    g_thread_join(thread);
+    /* QEMU read it all, the reader nothing: most of it is held. */
+    wait_consumed(t.qts, t.b);
+    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-held"), >, 0);
+    expect_numbered(t.chr[0], w.count, w.len);
+    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-dropped"), ==, 0);
+    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out"), ==, w.count);
+    topo_stop(&t);
+}
+
+/*
+ * An outdev reader that leaves with frames queued for it, and its sender
+ * held back: the frames are dropped, the sender goes on (into the void),
  * and the next reader starts on a frame boundary.
  */
 static void test_outdev_reconnect(void)
 {
-    enum { N = 2000, LEN = 1400 };
-    uint8_t pkt[LEN];
+    Writer w = { .count = 2000, .len = 1400 };
+    GThread *thread;
     Topo t;
-    int fd, i;
+    int fd;
 
     topo_start(&t, "-object filter-redirector,id=f0,netdev=n0,queue=tx,"
                "outdev=s0");
     fd = connect_s0(&t);
-    memset(pkt, 0xcd, sizeof(pkt));
-    for (i = 0; i < N; i++) {
-        send_frame(t.a, false, 0, pkt, LEN);
-    }
-    wait_consumed(t.qts, t.a);
+    w.fd = t.a;
+    thread = g_thread_new("writer", writer_run, &w);
+    wait_held(&t, "f0");
     close(fd);
+    g_thread_join(thread);
+    wait_consumed(t.qts, t.a);
     wait_s0(&t, false);
     g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out") +
-                    qom_get_int(t.qts, "f0", "frames-out-dropped"), ==, N);
+                    qom_get_int(t.qts, "f0", "frames-out-dropped"), ==,
+                    w.count);
 
     fd = connect_s0(&t);
     send_packet(t.a, 110);
@@ -740,7 +792,10 @@ int main(int argc, char **argv)
     qtest_add_func("/colo/filters/redirector/in-reconnect",
                    test_redirector_in_reconnect);
     qtest_add_func("/colo/filters/outdev/absent", test_outdev_absent);
-    qtest_add_func("/colo/filters/outdev/slow", test_outdev_slow);
+    qtest_add_func("/colo/filters/outdev/slow-holds-sender",
+                   test_outdev_slow_holds_sender);
+    qtest_add_func("/colo/filters/outdev/slow-holds-packets",
+                   test_outdev_slow_holds_packets);
     qtest_add_func("/colo/filters/outdev/reconnect", test_outdev_reconnect);
     qtest_add_func("/colo/filters/bad-properties", test_bad_properties);
     return g_test_run();
