@@ -88,18 +88,11 @@ ECHO_ROUNDS = 200
 def echo_run(ip, rounds=ECHO_ROUNDS):
     """@rounds round trips on one echo connection: bytes that are the
     same on both guests, so any checkpoint they cause is spurious."""
+    from colo_net import echo_roundtrip
+
     with socket.create_connection((ip, 7), timeout=30) as s:
         for i in range(rounds):
-            msg = f"round {i}\n".encode()
-            s.sendall(msg)
-            got = b""
-            while len(got) < len(msg):
-                chunk = s.recv(100)
-                if not chunk:
-                    raise OSError("echo connection closed")
-                got += chunk
-            if got != msg:
-                raise OSError(f"echo answered {got!r}")
+            echo_roundtrip(s, f"round {i}")
 
 
 def bulk(ip):
@@ -124,18 +117,13 @@ def open_early(ns, ip, within=60):
 
 
 def echo_works(sock):
+    from colo_net import echo_roundtrip
+
     if sock is None:
         return "no connection"
     try:
-        sock.settimeout(30)
-        sock.sendall(b"early bird\n")
-        got = b""
-        while len(got) < 11:
-            chunk = sock.recv(100)
-            if not chunk:
-                return "closed"
-            got += chunk
-        return "works" if got == b"early bird\n" else f"got {got!r}"
+        echo_roundtrip(sock, "early bird")
+        return "works"
     except OSError as e:
         return f"fails: {e}"
     finally:

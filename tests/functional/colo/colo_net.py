@@ -79,6 +79,22 @@ class Client:
         self.proc.wait(30)
 
 
+def echo_roundtrip(sock, text, timeout=30):
+    """Send @text plus a newline on an echo connection; raise OSError
+    unless exactly that comes back."""
+    msg = (text + "\n").encode()
+    sock.settimeout(timeout)
+    sock.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise OSError(f"echo connection closed after {got!r}")
+        got += chunk
+    if got != msg:
+        raise OSError(f"echo answered {got!r} to {msg!r}")
+
+
 def tap_nic(tap, model="e1000"):
     return ["-netdev", f"tap,id=hn0,ifname={tap},script=no,downscript=no",
             "-device", f"{model},netdev=hn0,mac={MAC}"]

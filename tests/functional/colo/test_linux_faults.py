@@ -41,7 +41,7 @@ import signal
 import sys
 import time
 
-from colo_net import GUEST_IP
+from colo_net import GUEST_IP, echo_roundtrip
 from colo_pair import ColoPair, console_alarms
 from harness import (NetNamespace, decide_failover, hmp, log, require_netns,
                      wait_until)
@@ -105,17 +105,7 @@ class EchoClient:
         self.sock = ns.connect(GUEST_IP, 7)
 
     def roundtrip(self, text, timeout=90):
-        msg = (text + "\n").encode()
-        self.sock.settimeout(timeout)
-        self.sock.sendall(msg)
-        got = b""
-        while len(got) < len(msg):
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"echo connection closed after {got!r}")
-            got += chunk
-        if got != msg:
-            raise AssertionError(f"echo answered {got!r} to {msg!r}")
+        echo_roundtrip(self.sock, text, timeout)
 
     def close(self):
         self.sock.close()

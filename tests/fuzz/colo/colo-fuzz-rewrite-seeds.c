@@ -7,9 +7,11 @@
  */
 
 #include "qemu/osdep.h"
-#include "../../unit/colo/colo-test-frames.h"
+#include "fuzz-tcp-desc.h"
 
 enum { OP_FROM_GUEST, OP_TO_GUEST, OP_CHECKPOINT, OP_FAILOVER, OP_TIME };
+#define OP_TCP 0x10
+#define TS FUZZ_TCP_TIMESTAMPS
 
 /* The guest's side and the client's side of one connection. */
 static const TfFlow out = {
@@ -31,6 +33,33 @@ static void op_frame(GByteArray *s, uint8_t op, GByteArray *frame)
 static void op(GByteArray *s, uint8_t op)
 {
     g_byte_array_append(s, &op, 1);
+}
+
+/* A TCP segment by description (fuzz-tcp-desc.h). */
+static void op_seg(GByteArray *s, uint8_t op, uint8_t flow, uint8_t flags,
+                   uint32_t seq, uint32_t ack, uint8_t len)
+{
+    fuzz_tcp_desc_append(s, op | OP_TCP, flow, flags, seq, ack, len);
+}
+
+/*
+ * A client's connection by description, with timestamps: handshake, data
+ * both ways, a retransmit, a checkpoint, a close.  @isn near 2^32 makes
+ * the guest's sequence numbers go round.
+ */
+static void seg_conversation(GByteArray *s, uint8_t flow, uint32_t isn)
+{
+    op_seg(s, OP_TO_GUEST, flow | TS, TF_SYN, 7000, 0, 0);
+    op_seg(s, OP_FROM_GUEST, flow | TS, TF_SYN | TF_ACK, isn, 7001, 0);
+    op_seg(s, OP_TO_GUEST, flow | TS, TF_ACK, 7001, isn + 1, 0);
+    op_seg(s, OP_TO_GUEST, flow | TS, TF_ACK | TF_PSH, 7001, isn + 1, 30);
+    op_seg(s, OP_FROM_GUEST, flow | TS, TF_ACK | TF_PSH, isn + 1, 7031, 120);
+    op_seg(s, OP_FROM_GUEST, flow | TS, TF_ACK | TF_PSH, isn + 1, 7031, 120);
+    op(s, OP_CHECKPOINT);
+    op_seg(s, OP_TO_GUEST, flow | TS, TF_ACK, 7031, isn + 121, 0);
+    op_seg(s, OP_FROM_GUEST, flow | TS, TF_ACK | TF_FIN, isn + 121, 7031, 0);
+    op_seg(s, OP_TO_GUEST, flow | TS, TF_ACK | TF_FIN, 7031, isn + 122, 0);
+    op(s, OP_TIME);
 }
 
 static void write_seed(const char *dir, const char *name, GByteArray *s)
@@ -83,5 +112,28 @@ int main(int argc, char **argv)
     op_frame(s, OP_TO_GUEST, tf_tcp(&in, 301, 0xfffffff8, TF_RST, NULL));
     op(s, OP_TIME);
     write_seed(argv[1], "guest-opens-checkpoint-rst", s);
+
+    s = g_byte_array_new();
+    seg_conversation(s, 0, 123456);
+    write_seed(argv[1], "seg-conversation", s);
+
+    s = g_byte_array_new();
+    seg_conversation(s, 1, 0xffffffc0u);
+    op(s, OP_FAILOVER);
+    seg_conversation(s, 2, 1000);
+    write_seed(argv[1], "seg-wrap-failover", s);
+
+    /* Six connections where the rewriter keeps four. */
+    s = g_byte_array_new();
+    for (int f = 0; f < 6; f++) {
+        op_seg(s, OP_TO_GUEST, f | TS, TF_SYN, 100 * f, 0, 0);
+        op_seg(s, OP_FROM_GUEST, f | TS, TF_SYN | TF_ACK, 9000 * f, 100 * f + 1,
+               0);
+    }
+    for (int f = 0; f < 6; f++) {
+        op_seg(s, OP_FROM_GUEST, f | TS, TF_ACK | TF_PSH, 9000 * f + 1,
+               100 * f + 1, 10);
+    }
+    write_seed(argv[1], "seg-evictions", s);
     return 0;
 }

@@ -8,16 +8,14 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/bswap.h"
-#include "../../unit/colo/colo-test-frames.h"
+#include "fuzz-tcp-desc.h"
 
 enum { OP_P, OP_S, OP_BOTH, OP_TIME, OP_CP_BEGIN, OP_CP_DONE, OP_EXPIRE,
        OP_FAILOVER };
 #define OP_VNET 0x08
 #define OP_TCP 0x10
-/* Flow byte of a TCP description: connection, direction, payload. */
-#define FLOW_CLIENT 0x08
-#define FLOW_PAYLOAD(v) ((v) << 4)
+#define FLOW_CLIENT FUZZ_TCP_FROM_CLIENT
+#define FLOW_PAYLOAD(v) FUZZ_TCP_PAYLOAD(v)
 
 static const TfFlow web = {
     .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 }, .sport = 80, .dport = 9,
@@ -43,16 +41,11 @@ static void op(GByteArray *s, uint8_t op, int arg)
     }
 }
 
-/* A TCP segment by description (see fuzz-colo-compare.c). */
+/* A TCP segment by description (fuzz-tcp-desc.h). */
 static void op_seg(GByteArray *s, uint8_t op, uint8_t flow, uint8_t flags,
                    uint32_t seq, uint32_t ack, uint8_t len)
 {
-    uint8_t d[12] = { op | OP_TCP, flow, flags };
-
-    stl_le_p(d + 3, seq);
-    stl_le_p(d + 7, ack);
-    d[11] = len;
-    g_byte_array_append(s, d, sizeof(d));
+    fuzz_tcp_desc_append(s, op | OP_TCP, flow, flags, seq, ack, len);
 }
 
 /*

@@ -14,24 +14,15 @@
  * little-endian length and that many bytes (cut at the end of input).
  *
  * Bit 4 on a frame operation asks for a TCP segment built from a short
- * description instead, so that the fuzzer walks TCP's states (handshakes,
- * retransmits, sequence numbers going round, many flows to evict) rather
- * than searching for bytes that parse:
- *   flow    bits 0-2: one of 8 connections (the matcher keeps 4), bit 3:
- *           from the client; bits 4-7: which payload, so that the two
- *           sides can differ
- *   flags   the TCP flags
- *   seq     32-bit little-endian
- *   ack     32-bit little-endian
- *   len     payload bytes
+ * description instead (fuzz-tcp-desc.h): 8 connections where the matcher
+ * keeps 4, so that evictions happen too.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
-#include "qemu/bswap.h"
 #include "net/colo-matcher.h"
-#include "../../unit/colo/colo-test-frames.h"
+#include "fuzz-tcp-desc.h"
 
 enum {
     OP_PRIMARY,
@@ -47,7 +38,6 @@ enum {
 #define OP_VNET 0x08
 #define OP_TCP 0x10
 #define VNET_LEN 12
-#define TCP_DESC_LEN 11
 
 typedef struct Fuzz {
     ColoMatcher *m;
@@ -104,36 +94,6 @@ static void feed(Fuzz *fz, ColoSide side, const uint8_t *p, size_t len,
     colo_matcher_input(fz->m, side, &f);
 }
 
-/* The segment a TCP description stands for (see the top comment). */
-static GByteArray *tcp_from_desc(const uint8_t *d)
-{
-    static uint8_t payloads[16][255];
-    static bool filled;
-    uint8_t flow = d[0];
-    TfFlow fl = {
-        .src = { 10, 0, 0, 1 }, .dst = { 10, 0, 0, 2 },
-        .sport = 80, .dport = 40000 + (flow & 7),
-    };
-
-    if (!filled) {
-        for (int v = 0; v < 16; v++) {
-            for (int i = 0; i < 255; i++) {
-                payloads[v][i] = 'a' + (i + v) % 26;
-            }
-        }
-        filled = true;
-    }
-    if (flow & 8) {
-        TfFlow back = {
-            .src = { 10, 0, 0, 2 }, .dst = { 10, 0, 0, 1 },
-            .sport = fl.dport, .dport = fl.sport,
-        };
-        fl = back;
-    }
-    return tf_tcp_full(&fl, ldl_le_p(d + 2), ldl_le_p(d + 6), d[1],
-                       payloads[flow >> 4], d[10], 0, 1);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -167,12 +127,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (op & OP_TCP) {
                 g_autoptr(GByteArray) seg = NULL;
 
-                if (size - i < TCP_DESC_LEN) {
+                if (size - i < FUZZ_TCP_DESC_LEN) {
                     i = size;
                     break;
                 }
-                seg = tcp_from_desc(data + i);
-                i += TCP_DESC_LEN;
+                seg = fuzz_tcp_from_desc(data + i,
+                                         data[i] & FUZZ_TCP_FROM_CLIENT);
+                i += FUZZ_TCP_DESC_LEN;
                 if ((op & 7) != OP_SECONDARY) {
                     feed(&fz, COLO_SIDE_PRIMARY, seg->data, seg->len, vnet,
                          now);

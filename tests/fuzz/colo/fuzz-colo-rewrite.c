@@ -9,13 +9,18 @@
  * Operation byte: low 3 bits select the operation; frames are a 16-bit
  * little-endian length and that many bytes (cut at the end of input);
  * bit 3 of a frame operation says the frame starts with a 12-byte vnet
- * header (taken from the input like the rest).
+ * header (taken from the input like the rest).  Bit 4 asks for a TCP
+ * segment built from a short description instead (fuzz-tcp-desc.h; the
+ * operation gives the direction), timestamps included when asked: the
+ * rewriter's connection states, sequence and clock offsets are reached
+ * that way, where random bytes rarely parse.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
 #include "net/colo-rewrite.h"
+#include "fuzz-tcp-desc.h"
 
 enum {
     OP_FROM_GUEST,
@@ -26,6 +31,7 @@ enum {
 };
 
 #define OP_VNET 0x08
+#define OP_TCP 0x10
 #define VNET_LEN 12
 
 static void check_frame(const uint8_t *before, const uint8_t *after,
@@ -61,6 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     while (i < size) {
         uint8_t op = data[i++];
+        GByteArray *seg = NULL;
+        const uint8_t *frame;
         size_t len, vnet;
         uint8_t *buf;
         bool changed;
@@ -68,23 +76,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (op & 7) {
         case OP_FROM_GUEST:
         case OP_TO_GUEST:
-            if (size - i < 2) {
-                return 0;
+            if (op & OP_TCP) {
+                if (size - i < FUZZ_TCP_DESC_LEN) {
+                    return 0;
+                }
+                seg = fuzz_tcp_from_desc(data + i, (op & 7) == OP_TO_GUEST);
+                i += FUZZ_TCP_DESC_LEN;
+                frame = seg->data;
+                len = seg->len;
+                vnet = 0;
+            } else {
+                if (size - i < 2) {
+                    return 0;
+                }
+                len = data[i] | (data[i + 1] << 8);
+                i += 2;
+                len = MIN(len, size - i);
+                frame = data + i;
+                i += len;
+                vnet = (op & OP_VNET) && len >= VNET_LEN ? VNET_LEN : 0;
             }
-            len = data[i] | (data[i + 1] << 8);
-            i += 2;
-            len = MIN(len, size - i);
-            vnet = (op & OP_VNET) && len >= VNET_LEN ? VNET_LEN : 0;
             /* Exactly @len bytes, so ASan sees any read past the end. */
             buf = g_malloc(len ? len : 1);
-            memcpy(buf, data + i, len);
+            memcpy(buf, frame, len);
             changed = colo_rewriter_process(rw, buf, len, vnet,
                                             (op & 7) == OP_FROM_GUEST ?
                                             COLO_REWRITE_FROM_GUEST :
                                             COLO_REWRITE_TO_GUEST, now);
-            check_frame(data + i, buf, len, vnet, changed);
+            check_frame(frame, buf, len, vnet, changed);
             g_free(buf);
-            i += len;
+            if (seg) {
+                g_byte_array_unref(seg);
+                seg = NULL;
+            }
             break;
         case OP_CHECKPOINT:
             colo_rewriter_checkpoint(rw);
