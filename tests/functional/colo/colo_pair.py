@@ -379,15 +379,22 @@ class ColoPair:
         status = survivor.vm.cmd("query-colo-status")
         assert status["reason"] == "peer-lost", status
         decide_failover(survivor.vm)
-        if lose == "secondary":
-            survivor.vm.cmd("x-blockdev-change", parent="colo-disk0",
+        self.leave_replication("primary" if lose == "secondary"
+                               else "secondary")
+        return survivor
+
+    def leave_replication(self, survivor):
+        """What the documented procedure does to the survivor's disk once
+        it runs alone: the primary drops its replication child, the
+        secondary stops exporting its disk."""
+        if survivor == "primary":
+            self.pri.vm.cmd("x-blockdev-change", parent="colo-disk0",
                             child="children.1")
-            out = hmp(survivor.vm, "drive_del replication0")
+            out = hmp(self.pri.vm, "drive_del replication0")
             if out.strip():
                 raise AssertionError(f"drive_del: {out}")
         else:
-            survivor.vm.cmd("nbd-server-stop")
-        return survivor
+            self.sec.vm.cmd("nbd-server-stop")
 
     def http_port(self, side):
         return self.ports[f"{side}-http"]

@@ -43,8 +43,7 @@ import time
 
 from colo_net import GUEST_IP, echo_roundtrip
 from colo_pair import ColoPair, console_alarms
-from harness import (NetNamespace, decide_failover, hmp, log, require_netns,
-                     wait_until)
+from harness import NetNamespace, decide_failover, log, require_netns
 
 FAULTS = ("kill", "hang", "cut", "cut_to_secondary", "cut_to_primary",
           "yank")
@@ -151,17 +150,6 @@ def inject(fault, other, cutter):
         raise ValueError(fault)
 
 
-def leave_replication(pair, survivor):
-    """What a manager does to the survivor's disk after the decision."""
-    if survivor == "primary":
-        pair.pri.vm.cmd("x-blockdev-change", parent="colo-disk0",
-                        child="children.1")
-        out = hmp(pair.pri.vm, "drive_del replication0")
-        assert not out.strip(), f"drive_del: {out}"
-    else:
-        pair.sec.vm.cmd("nbd-server-stop")
-
-
 def run_case(ns, fault, survivor, phase, transport):
     name = f"{fault}-{transport}-{phase}-{survivor}-goes-on"
     ns.add_tap("tap-p")
@@ -203,7 +191,7 @@ def run_case(ns, fault, survivor, phase, transport):
 
             # The decision, as a cluster manager would take it.
             decide_failover(keep.vm)
-            leave_replication(pair, survivor)
+            pair.leave_replication(survivor)
             if survivor == "secondary":
                 ns.ip("link", "set", "tap-p", "nomaster")
                 ns.ip("link", "set", "tap-s", "master", "br0")
