@@ -19,6 +19,8 @@ GUEST_PKGS="linux-image-amd64 busybox-static cpio kmod"
 NET_PKGS="iproute2 nftables"
 # Fuzz targets: clang with libFuzzer and the sanitizer runtimes.
 FUZZ_PKGS="clang-14 libclang-rt-14-dev"
+# A test holds one QEMU thread at a chosen line while the others run.
+DEBUG_PKGS="gdb"
 
 MESON_MIN=1.5
 
@@ -45,7 +47,7 @@ apt_update_once() {
 }
 
 missing=
-for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS $DEBUG_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $p"
     fi

@@ -88,6 +88,13 @@ static void colo_secondary_unblock(void *opaque)
         if (sec->io_open) {
             qemu_file_shutdown(sec->from_pvm);
             colo_cut_migration_channels();
+            /*
+             * A cut socket wakes only a thread that reads from it: one
+             * that is busy or scheduled out would keep the loader in its
+             * multifd sync, with the BQL, for as long as it likes.  End
+             * the sync from here; the threads leave when they next look.
+             */
+            multifd_recv_shutdown();
         }
     }
 }

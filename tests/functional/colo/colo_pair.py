@@ -23,7 +23,7 @@ import urllib.request
 from colo_net import GUEST_IP, primary_proxy, secondary_proxy, tap_nic
 from harness import (LinuxGuest, attach_replication, decide_failover,
                      env_path, export_secondary_disk, free_ports, hmp, log,
-                     run, wait_until)
+                     run, wait_event, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -373,7 +373,7 @@ class ColoPair:
         lost, survivor = ((self.pri, self.sec) if lose == "primary"
                           else (self.sec, self.pri))
         lost.vm.kill()
-        event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
+        event = wait_event(survivor.vm, "COLO_EXIT", 60)
         assert event["data"]["reason"] == "error", event
         # It waits for a decision; the test decides.
         status = survivor.vm.cmd("query-colo-status")

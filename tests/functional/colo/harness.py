@@ -7,6 +7,7 @@ the base's python/qemu/machine, inside a network namespace the test creates
 and removes itself.
 """
 
+import asyncio
 import ctypes
 import os
 import socket
@@ -74,6 +75,17 @@ def wait_until(what, predicate, timeout=120):
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.2)
+
+
+def wait_event(vm, name, timeout, match=None):
+    """The next QMP event @name (matching @match) from @vm, or
+    TimeoutError after @timeout seconds.  (QEMUMachine.event_wait takes
+    an int timeout for "wait forever": always hand it a float.)"""
+    try:
+        return vm.event_wait(name, timeout=float(timeout), match=match)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no {name} event from {vm._name} "
+                           f"within {timeout} s") from None
 
 
 def hmp(vm, command):

@@ -72,7 +72,7 @@ import time
 
 from harness import (LinuxGuest, attach_replication, decide_failover,
                      env_path, export_secondary_disk, free_ports, hmp, log,
-                     run, wait_until)
+                     run, wait_event, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -192,7 +192,7 @@ class Pair:
         """Make one checkpoint; @model is then both sides' disk."""
         self.assert_quiet()
         self.set_delay(TRIGGER_MS)
-        event = self.sec.event_wait("RESUME", timeout=90)
+        event = wait_event(self.sec, "RESUME", 90)
         self.set_delay(QUIET_MS)
         self.last_resume = event_time(event)
         self.ckpt = model.copy()
@@ -276,7 +276,7 @@ def start_colo(pri, sec, ports):
 def wait_colo_exit(vm, planned=False):
     """@vm lost its peer, or was told by its primary that it leaves
     (@planned): it reports it, waits, and is told to go on."""
-    event = vm.event_wait("COLO_EXIT", timeout=60)
+    event = wait_event(vm, "COLO_EXIT", 60)
     reason, waiting = ("request", "peer-left") if planned else \
                       ("error", "peer-lost")
     assert event["data"]["reason"] == reason, event
@@ -412,7 +412,7 @@ def case_primary_survives(p, model):
         model.write(*w)
     # The quorum tells the dead child's failure to the management, not to
     # the guest.
-    p.pri.event_wait("QUORUM_REPORT_BAD", timeout=30, match={
+    wait_event(p.pri, "QUORUM_REPORT_BAD", 30, match={
         "data": {"node-name": "replication0", "type": "write"}})
     wait_colo_exit(p.pri)
     for w in [(0x72, 11 * MiB, 64 * 1024), (0x73, 0, 512)]:
@@ -464,7 +464,7 @@ def case_link_lost(p, model):
     w = (0x81, 13 * MiB, 4096)
     p.qemu_io(p.pri, *w)
     model.write(*w)
-    p.pri.event_wait("QUORUM_REPORT_BAD", timeout=30, match={
+    wait_event(p.pri, "QUORUM_REPORT_BAD", 30, match={
         "data": {"node-name": "replication0", "type": "write"}})
     p.assert_quiet()
     p.set_delay(TRIGGER_MS)

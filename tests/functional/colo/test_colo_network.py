@@ -41,7 +41,7 @@ from colo_net import (GUEST_IP, Client, colo_caps, compare_counters,
                       primary_proxy, secondary_proxy, tap_nic)
 from colo_pair import console_alarms
 from harness import (LinuxGuest, NetNamespace, decide_failover, log,
-                     require_netns)
+                     require_netns, wait_event)
 
 CHECKPOINT_DELAY_MS = 1000
 
@@ -88,7 +88,7 @@ def run_case(ns, lose, base_port):
                        pri.vm.cmd("query-colo-status")["mode"] == "primary"
                        and sec.vm.cmd("query-colo-status")["mode"]
                        == "secondary")
-            sec.vm.event_wait("RESUME", timeout=60)
+            wait_event(sec.vm, "RESUME", 60)
             # The guest boots under COLO.
             pri.wait_ready(timeout=180)
             log(f"{lose}: COLO running with the network proxy")
@@ -110,8 +110,8 @@ def run_case(ns, lose, base_port):
                 # A checkpoint taken after all that: discard older events
                 # and see two more, the first may have begun before.
                 sec.vm.get_qmp_events(wait=False)
-                sec.vm.event_wait("RESUME", timeout=60)
-                sec.vm.event_wait("RESUME", timeout=60)
+                wait_event(sec.vm, "RESUME", 60)
+                wait_event(sec.vm, "RESUME", 60)
                 # This one lives between checkpoints: at failover the
                 # secondary's sequence numbers and clock still differ.
                 client.do("open late")
@@ -127,7 +127,7 @@ def run_case(ns, lose, base_port):
                     # The secondary's link replaces the primary's.
                     ns.ip("link", "delete", "tap-p")
                     ns.ip("link", "set", "tap-s", "master", "br0")
-                event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
+                event = wait_event(survivor.vm, "COLO_EXIT", 60)
                 assert event["data"]["reason"] == "error", event
                 # It waits for a decision, as a cluster manager would give.
                 decide_failover(survivor.vm)

@@ -13,7 +13,7 @@ answer HTTP.
 import sys
 import urllib.request
 
-from harness import LinuxGuest, free_ports, log, wait_until
+from harness import LinuxGuest, free_ports, log, wait_event, wait_until
 
 CHECKPOINT_DELAY_MS = 500
 
@@ -57,14 +57,14 @@ def run_case(kill):
 
         resumes = 0
         while resumes < 4:       # COLO start plus three checkpoints
-            sec.vm.event_wait("RESUME", timeout=60)
+            wait_event(sec.vm, "RESUME", 60)
             resumes += 1
         log(f"{kill}: 3 checkpoints applied")
 
         lost, survivor, port = ((pri, sec, sec_http) if kill == "primary"
                                 else (sec, pri, pri_http))
         lost.vm.kill()
-        event = survivor.vm.event_wait("COLO_EXIT", timeout=60)
+        event = wait_event(survivor.vm, "COLO_EXIT", 60)
         assert event["data"]["reason"] == "error", event
         status = survivor.vm.cmd("query-colo-status")
         assert status["reason"] == "peer-lost", status

@@ -43,7 +43,8 @@ import time
 
 from colo_net import GUEST_IP, echo_roundtrip
 from colo_pair import ColoPair, console_alarms
-from harness import NetNamespace, decide_failover, log, require_netns
+from harness import (NetNamespace, decide_failover, log, require_netns,
+                     wait_event)
 
 FAULTS = ("kill", "hang", "cut", "cut_to_secondary", "cut_to_primary",
           "yank")
@@ -123,9 +124,7 @@ def assert_waiting(vm, side):
 
 
 def wait_report(vm, side, since):
-    event = vm.event_wait("COLO_EXIT", timeout=PEER_TIMEOUT_S +
-                          REPORT_MARGIN_S)
-    assert event is not None, f"{side}: no COLO_EXIT"
+    event = wait_event(vm, "COLO_EXIT", PEER_TIMEOUT_S + REPORT_MARGIN_S)
     assert event["data"]["reason"] == "error", f"{side}: {event}"
     took = time.monotonic() - since
     assert took < PEER_TIMEOUT_S + REPORT_MARGIN_S, \
@@ -176,7 +175,7 @@ def run_case(ns, fault, survivor, phase, transport):
             pair.wait_verified(pair.verified(pair.sec.vm)[0] + 2)
             if phase == "checkpoint":
                 pair.pri.vm.get_qmp_events(wait=False)
-                pair.pri.vm.event_wait("STOP", timeout=60)
+                wait_event(pair.pri.vm, "STOP", 60)
 
             since = time.monotonic()
             inject(fault, lose, cutter)
