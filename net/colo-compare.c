@@ -681,6 +681,7 @@ typedef enum CompareCounter {
     CNT_CHECKPOINT_REQUESTS,
     CNT_RETRANSMITS,
     CNT_SECONDARY_REFUSED,
+    CNT_SECONDARY_EVICTIONS,
     CNT_MALFORMED,
     CNT_BAD_FRAMING,
     CNT_OUT_DROPPED,
@@ -704,6 +705,7 @@ static const char *const counter_names[CNT__MAX] = {
     [CNT_CHECKPOINT_REQUESTS] = "checkpoint-requests",
     [CNT_RETRANSMITS] = "retransmits",
     [CNT_SECONDARY_REFUSED] = "secondary-refused",
+    [CNT_SECONDARY_EVICTIONS] = "secondary-evictions",
     [CNT_MALFORMED] = "malformed",
     [CNT_BAD_FRAMING] = "bad-framing",
     [CNT_OUT_DROPPED] = "out-dropped",
@@ -749,6 +751,8 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return st->retransmits;
     case CNT_SECONDARY_REFUSED:
         return st->secondary_refused;
+    case CNT_SECONDARY_EVICTIONS:
+        return st->secondary_conns_evicted;
     case CNT_MALFORMED:
         return st->parse[COLO_SIDE_PRIMARY].malformed +
                st->parse[COLO_SIDE_SECONDARY].malformed;

@@ -61,7 +61,18 @@ struct ColoMatcher {
     const ColoMatcherOps *ops;
     void *opaque;
 
+    /*
+     * Connections the primary has sent on.  Only its frames add to this
+     * table: a secondary inventing flows by the thousand must not push
+     * out a connection whose output is held.
+     */
     ColoConnTable *conns;
+    /*
+     * Connections only the secondary has sent on so far (its guest was
+     * quicker, or it is making flows up), in a small table of their own.
+     * The primary's first frame moves such a connection to @conns.
+     */
+    ColoConnTable *secondary_conns;
     ColoFlow non_ip;            /* frames without a connection key */
     ColoFlow raw;               /* frames that did not parse */
     /*
@@ -613,25 +624,62 @@ static void conn_state_free(gpointer data)
     g_free(cs);
 }
 
-static ColoFlow *flow_for(ColoMatcher *m, const ColoPacket *pkt)
+static ColoConnState *conn_state(ColoMatcher *m, ColoConn *conn)
 {
-    ColoConnKey key;
-    ColoConnDir dir;
-    ColoConn *conn;
-    ColoConnState *cs;
+    ColoConnState *cs = colo_conn_get_user_data(conn);
 
-    if (!colo_conn_key_from_packet(pkt, &key, &dir)) {
-        m->stats.non_ip++;
-        return &m->non_ip;
-    }
-    conn = colo_conn_table_get(m->conns, &key, dir, NULL);
-    cs = colo_conn_get_user_data(conn);
     if (!cs) {
         cs = g_new0(ColoConnState, 1);
         cs->m = m;
         colo_conn_set_user_data(conn, cs);
     }
-    return &cs->flow[dir];
+    return cs;
+}
+
+/* A secondary frame on a connection the primary has not used yet. */
+static ColoConnState *secondary_conn_state(ColoMatcher *m,
+                                           const ColoConnKey *key,
+                                           ColoConnDir dir)
+{
+    bool created;
+    ColoConn *conn;
+
+    if (colo_conn_table_count(m->secondary_conns) >=
+        colo_conn_table_capacity(m->secondary_conns)) {
+        conn = colo_conn_table_get(m->secondary_conns, key, dir, &created);
+        m->stats.secondary_conns_evicted += created;
+    } else {
+        conn = colo_conn_table_get(m->secondary_conns, key, dir, NULL);
+    }
+    return conn_state(m, conn);
+}
+
+static ColoFlow *flow_for(ColoMatcher *m, ColoSide side,
+                          const ColoPacket *pkt)
+{
+    ColoConnKey key;
+    ColoConnDir dir;
+    ColoConn *conn;
+
+    if (!colo_conn_key_from_packet(pkt, &key, &dir)) {
+        m->stats.non_ip++;
+        return &m->non_ip;
+    }
+    conn = colo_conn_table_lookup(m->conns, &key);
+    if (!conn && side == SIDE_S) {
+        return &secondary_conn_state(m, &key, dir)->flow[dir];
+    }
+    if (!conn) {
+        ColoConn *early = colo_conn_table_lookup(m->secondary_conns, &key);
+
+        conn = colo_conn_table_get(m->conns, &key, dir, NULL);
+        if (early) {
+            /* What the secondary sent first waits for this frame. */
+            colo_conn_set_user_data(conn, colo_conn_steal_user_data(early));
+            colo_conn_table_remove(m->secondary_conns, &key);
+        }
+    }
+    return &conn_state(m, conn)->flow[dir];
 }
 
 /* Every flow: those of the tracked connections, then the non-IP one. */
@@ -659,6 +707,7 @@ static void for_each_flow(ColoMatcher *m, FlowFunc *fn, void *opaque)
     FlowWalk w = { .m = m, .fn = fn, .opaque = opaque };
 
     colo_conn_table_foreach(m->conns, conn_walk, &w);
+    colo_conn_table_foreach(m->secondary_conns, conn_walk, &w);
     fn(m, &m->non_ip, opaque);
     fn(m, &m->raw, opaque);
 }
@@ -680,9 +729,16 @@ ColoMatcher *colo_matcher_new(const ColoMatcherConfig *config,
     if (!m->cfg.max_secondary_bytes) {
         m->cfg.max_secondary_bytes = COLO_MATCHER_SECONDARY_BYTES;
     }
+    if (!m->cfg.max_secondary_connections) {
+        m->cfg.max_secondary_connections =
+            MAX(1, m->cfg.max_connections / 16);
+    }
     m->ops = ops;
     m->opaque = opaque;
     m->conns = colo_conn_table_new(config->max_connections, conn_state_free);
+    m->secondary_conns =
+        colo_conn_table_new(m->cfg.max_secondary_connections,
+                            conn_state_free);
     return m;
 }
 
@@ -723,6 +779,7 @@ void colo_matcher_free(ColoMatcher *m)
         colo_matcher_flush(m, true);
     }
     colo_conn_table_free(m->conns);
+    colo_conn_table_free(m->secondary_conns);
     g_free(m);
 }
 
@@ -785,7 +842,7 @@ static void match_frame(ColoMatcher *m, ColoSide side, ColoHeld *h,
         return;
     }
 
-    fl = flow_for(m, &h->pkt);
+    fl = flow_for(m, side, &h->pkt);
     if (held_is_tcp(h)) {
         held_set_tcp_range(h);
         if (side == SIDE_S) {
@@ -887,6 +944,15 @@ static bool conn_finished(ColoConn *conn, void *opaque)
            flow_idle(&cs->flow[0], since) && flow_idle(&cs->flow[1], since);
 }
 
+/* A secondary-only connection with nothing held for a timeout. */
+static bool conn_quiet(ColoConn *conn, void *opaque)
+{
+    ColoConnState *cs = colo_conn_get_user_data(conn);
+    int64_t since = *(int64_t *)opaque;
+
+    return flow_idle(&cs->flow[0], since) && flow_idle(&cs->flow[1], since);
+}
+
 int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
 {
     ExpireScan scan = { .now = now_ns, .oldest = INT64_MAX };
@@ -894,6 +960,7 @@ int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
 
     for_each_flow(m, flow_expire, &scan);
     colo_conn_table_remove_if(m->conns, conn_finished, &since);
+    colo_conn_table_remove_if(m->secondary_conns, conn_quiet, &since);
     end_of_step(m);
     return scan.oldest;
 }
@@ -953,5 +1020,6 @@ const ColoMatcherStats *colo_matcher_stats(const ColoMatcher *m)
 
 guint colo_matcher_connections(const ColoMatcher *m)
 {
-    return colo_conn_table_count(m->conns);
+    return colo_conn_table_count(m->conns) +
+           colo_conn_table_count(m->secondary_conns);
 }

@@ -91,6 +91,11 @@ typedef struct ColoMatcherConfig {
     int64_t timeout_ns;         /* how long a frame may wait for a partner */
     /* Bytes of secondary frames held at once; 0 for the default. */
     size_t max_secondary_bytes;
+    /*
+     * Connections that only the secondary has sent on so far, tracked
+     * apart from the others; 0 for max_connections / 16 (at least 1).
+     */
+    guint max_secondary_connections;
 } ColoMatcherConfig;
 
 typedef struct ColoMatcherStats {
@@ -106,6 +111,8 @@ typedef struct ColoMatcherStats {
     uint64_t primary_dropped;   /* freed while a checkpoint owed them */
     uint64_t secondary_expired; /* secondary frames dropped unmatched */
     uint64_t secondary_refused; /* not held: over max_secondary_bytes */
+    uint64_t secondary_conns_evicted;/* secondary-only connections
+                                        forgotten to make room */
     uint64_t retransmits;       /* frames carrying only matched bytes */
     uint64_t non_ip;            /* frames compared as opaque payload */
     uint64_t checkpoints;       /* checkpoint_begin calls */

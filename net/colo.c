@@ -658,3 +658,8 @@ void colo_conn_set_user_data(ColoConn *conn, void *data)
     }
     conn->user_data = data;
 }
+
+void *colo_conn_steal_user_data(ColoConn *conn)
+{
+    return g_steal_pointer(&conn->user_data);
+}

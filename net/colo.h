@@ -242,4 +242,7 @@ void *colo_conn_get_user_data(const ColoConn *conn);
 /* Replace the user data, destroying the previous one with user_free. */
 void colo_conn_set_user_data(ColoConn *conn, void *data);
 
+/* Hand the user data over to the caller; @conn keeps none. */
+void *colo_conn_steal_user_data(ColoConn *conn);
+
 #endif /* NET_COLO_H */

@@ -46,8 +46,9 @@ static int chardev_pair(int *ours)
     return sv[1];
 }
 
-/* colo-compare with small timeouts so that the tests run fast. */
-static void rig_start(Rig *r, const char *extra, bool vnet, bool notify)
+/* colo-compare that lets a packet wait @timeout_ms for its partner. */
+static void rig_start_timeout(Rig *r, int timeout_ms, const char *extra,
+                              bool vnet, bool notify)
 {
     int pri = chardev_pair(&r->pri);
     int sec = chardev_pair(&r->sec);
@@ -67,9 +68,9 @@ static void rig_start(Rig *r, const char *extra, bool vnet, bool notify)
         "%s"
         "-object iothread,id=iot "
         "-object colo-compare,id=cmp,primary_in=pri,secondary_in=sec,"
-        "outdev=out,iothread=iot,compare_timeout=600,expired_scan_cycle=50,"
+        "outdev=out,iothread=iot,compare_timeout=%d,expired_scan_cycle=50,"
         "vnet_hdr_support=%s%s%s",
-        pri, sec, out, notify_opts, vnet ? "on" : "off",
+        pri, sec, out, notify_opts, timeout_ms, vnet ? "on" : "off",
         notify ? ",notify_dev=ntf" : "", extra ? extra : "");
     close(pri);
     close(sec);
@@ -77,6 +78,12 @@ static void rig_start(Rig *r, const char *extra, bool vnet, bool notify)
     if (notify) {
         close(ntf);
     }
+}
+
+/* colo-compare with small timeouts so that the tests run fast. */
+static void rig_start(Rig *r, const char *extra, bool vnet, bool notify)
+{
+    rig_start_timeout(r, 600, extra, vnet, notify);
 }
 
 static void rig_stop(Rig *r)
@@ -357,6 +364,40 @@ static void test_release_burst(void)
     rig_stop(&r);
 }
 
+/*
+ * A secondary that sends on thousands of flows the primary never used
+ * cannot push out the connection of a primary packet that waits for its
+ * partner: that packet still leaves matched, nothing is evicted, and the
+ * secondary's own flows make room for each other.
+ */
+#define INVENTED_FLOWS  5000
+
+static void test_secondary_flood(void)
+{
+    Rig r;
+
+    /* Protected (a checkpoint has committed), and a timeout out of reach. */
+    rig_start_timeout(&r, 60000, NULL, false, true);
+    send_notify(&r, "COLO_CHECKPOINT");
+    wait_counter(&r, "checkpoints", 1);
+    send_frame(&r, r.pri, tf_udp(&web, "answer", 6, 1));
+    for (int i = 0; i < INVENTED_FLOWS; i++) {
+        TfFlow fl = web;
+
+        fl.dport = 1024 + i;
+        fl.sport = 81;
+        send_frame(&r, r.sec, tf_udp(&fl, "made up", 7, 1));
+    }
+    send_frame(&r, r.sec, tf_udp(&web, "answer", 6, 1));
+    expect_frame(&r, tf_udp(&web, "answer", 6, 1));
+    g_assert_cmpuint(counter(&r, "matched"), ==, 1);
+    g_assert_cmpuint(counter(&r, "evictions"), ==, 0);
+    g_assert_cmpuint(counter(&r, "checkpoint-requests"), ==, 0);
+    g_assert_cmpuint(counter(&r, "secondary-evictions"), >, 0);
+    g_assert_cmpuint(counter(&r, "connections"), <, INVENTED_FLOWS / 4);
+    rig_stop(&r);
+}
+
 /* Garbage in the framing is counted and the stream goes on after it. */
 static void test_bad_framing(void)
 {
@@ -488,6 +529,7 @@ int main(int argc, char **argv)
     qtest_add_func("/colo/compare/notify-dev", test_notify_dev);
     qtest_add_func("/colo/compare/notify-dev-xen", test_notify_dev_xen);
     qtest_add_func("/colo/compare/release-burst", test_release_burst);
+    qtest_add_func("/colo/compare/secondary-flood", test_secondary_flood);
     qtest_add_func("/colo/compare/bad-framing", test_bad_framing);
     qtest_add_func("/colo/compare/object-del", test_object_del);
     qtest_add_func("/colo/compare/bad-properties", test_bad_properties);

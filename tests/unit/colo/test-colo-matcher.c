@@ -550,6 +550,8 @@ static void test_secondary_byte_budget(void)
     ColoMatcherConfig cfg = {
         .max_connections = 64, .max_queue = 64, .timeout_ns = TIMEOUT_NS,
         .max_secondary_bytes = BUDGET_BYTES,
+        /* Room for every flow: the bytes, not the count, must bind. */
+        .max_secondary_connections = BUDGET_FLOWS,
     };
     T *t = t_new_cfg(&cfg);
     const ColoMatcherStats *st = colo_matcher_stats(t->m);
@@ -809,6 +811,63 @@ static void test_eviction_waits_for_checkpoint(void)
     t_free(t);
 }
 
+/*
+ * Flows that only the secondary sends on cannot push the primary's
+ * connections out: however many it invents, a held primary frame keeps
+ * waiting for its partner, and no eviction asks for a checkpoint.
+ */
+static void test_secondary_flows_cannot_evict(void)
+{
+    T *t = t_new_with(4, 64);
+    const ColoMatcherStats *st = colo_matcher_stats(t->m);
+
+    protect(t);
+    feed(t, P, tf_udp(&guest_out2, "held", 4, 1));
+    for (int i = 0; i < 100; i++) {
+        TfFlow fl = guest_out;
+
+        fl.dport = 50000 + i;
+        feed(t, S, tf_udp(&fl, "junk", 4, 1));
+    }
+    g_assert_cmpuint(t->out->len, ==, 0);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    /* The primary's connection, and the one slot left to the rest. */
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+    g_assert_cmpuint(st->secondary_conns_evicted, ==, 99);
+
+    feed(t, S, tf_udp(&guest_out2, "held", 4, 1));
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(st->matched, ==, 1);
+    g_assert_cmpuint(t_diverged_total(t), ==, 0);
+    t_free(t);
+}
+
+/*
+ * A secondary frame on a connection the primary has not used yet waits
+ * for it, and its connection is forgotten once nothing happened on it for
+ * a timeout.
+ */
+static void test_secondary_only_connection(void)
+{
+    T *t = t_new();
+
+    protect(t);
+    feed_at(t, S, tf_udp(&guest_out2, "early", 5, 1), 0);
+    feed_at(t, P, tf_udp(&guest_out2, "early", 5, 1), 10);
+    g_assert_cmpuint(t->out->len, ==, 1);
+    g_assert_cmpuint(colo_matcher_stats(t->m)->matched, ==, 1);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 1);
+
+    feed_at(t, S, tf_udp(&guest_out, "lonely", 6, 1), 20);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 2);
+    colo_matcher_expire(t->m, 20 * MS + TIMEOUT_NS + 1);
+    /* Its frame timed out (the secondary said what the primary did not). */
+    g_assert_cmpuint(t->diverged[COLO_DIVERGED_TIMEOUT], ==, 1);
+    colo_matcher_expire(t->m, 40 * MS + 2 * TIMEOUT_NS);
+    g_assert_cmpuint(colo_matcher_connections(t->m), ==, 1);
+    t_free(t);
+}
+
 /* A primary frame in flight while both VMs are paused: covered. */
 static void test_in_flight_during_checkpoint(void)
 {
@@ -933,6 +992,10 @@ int main(int argc, char **argv)
                     test_queue_full_waits_for_checkpoint);
     g_test_add_func("/colo/matcher/commit/eviction-waits",
                     test_eviction_waits_for_checkpoint);
+    g_test_add_func("/colo/matcher/secondary-flows-cannot-evict",
+                    test_secondary_flows_cannot_evict);
+    g_test_add_func("/colo/matcher/secondary-only-connection",
+                    test_secondary_only_connection);
     g_test_add_func("/colo/matcher/commit/in-flight-during-checkpoint",
                     test_in_flight_during_checkpoint);
     g_test_add_func("/colo/matcher/commit/flush-releases-parked",
