@@ -4,7 +4,7 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps faults fuzz soak bench-net bench-block \
+.PHONY: all build check demo deps faults fuzz soak cluster-lab bench-net bench-block \
 	bench-verify bench-guest-net clean help
 
 all: build
@@ -15,7 +15,9 @@ help:
 	@echo "make demo    build, run a guest under COLO, kill the primary, see it survive"
 	@echo "make check   deps + build + every test; ends with 'N passed, N failed'"
 	@echo "make faults  the COLO fault matrix: every fault, phase and survivor"
-	@echo "make fuzz    run each libFuzzer target for FUZZ_SECONDS (default 600)"
+	@echo "make fuzz    run the libFuzzer targets side by side, each for FUZZ_RUNS"
+	@echo "             executions (default 10 million) or FUZZ_SECONDS (default 1800)"
+	@echo "make cluster-lab  a two-node Pacemaker cluster in namespaces: failover, fencing"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
 	@echo "make bench-guest-net  a Linux guest's HTTP, echo and bulk TCP, with and without COLO"
 	@echo "make bench-block  print the write overhead of disk replication"
@@ -43,10 +45,16 @@ faults: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) buildsys/run-tests.py $(BUILD) colo-faults
 
-FUZZ_SECONDS ?= 600
+# Both targets at once, each until FUZZ_RUNS executions or FUZZ_SECONDS.
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 1800
 fuzz: deps
 	@buildsys/build.sh $(BUILD)
-	@buildsys/fuzz.sh $(BUILD) $(FUZZ_SECONDS)
+	@buildsys/fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_RUNS)
+
+# The namespace cluster (Corosync + Pacemaker) and its lab fencing, alone.
+cluster-lab: deps
+	@$(PY) tests/cluster/test_cluster_lab.py
 
 bench-net: deps
 	@buildsys/build.sh $(BUILD)

@@ -21,6 +21,8 @@ NET_PKGS="iproute2 nftables"
 FUZZ_PKGS="clang-14 libclang-rt-14-dev"
 # A test holds one QEMU thread at a chosen line while the others run.
 DEBUG_PKGS="gdb"
+# Cluster tests: real Corosync + Pacemaker nodes built from namespaces.
+CLUSTER_PKGS="corosync pacemaker crmsh resource-agents fence-agents"
 
 MESON_MIN=1.5
 
@@ -47,7 +49,8 @@ apt_update_once() {
 }
 
 missing=
-for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS $DEBUG_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS $DEBUG_PKGS \
+         $CLUSTER_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $p"
     fi

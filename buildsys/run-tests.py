@@ -4,7 +4,8 @@
     run-tests.py BUILD [SUITE]
 
 A thin runner over `meson test --suite SUITE` (default: colo) in BUILD/qemu,
-plus the checks of the build itself (buildsys/tests/).  Meson runs the unit
+plus the checks of the build itself (buildsys/tests/) and, with the colo
+suite, the cluster programs (tests/cluster/).  Meson runs the unit
 tests, qtests and functional tests; this script adds the build checks,
 counts the results of both, names every skipped test with its reason and
 exits non-zero when anything failed or nothing ran.
@@ -20,6 +21,7 @@ PY = "/usr/bin/python3"
 
 PASSED = {"OK", "EXPECTEDFAIL"}
 FUZZ_BRIEF_SECONDS = 20
+CLUSTER_TIMEOUT_S = 600
 SKIPPED = {"SKIP"}
 
 
@@ -66,6 +68,40 @@ def run_build_checks(build):
     return out
 
 
+def run_cluster_program(path):
+    """(verdict, output) of one cluster program.  One that overruns gets
+    SIGTERM first, which its lab turns into a clean-up, then SIGKILL."""
+    proc = subprocess.Popen([PY, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        out, _ = proc.communicate(timeout=CLUSTER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        return "TIMEOUT", f"{out}\nstopped after {CLUSTER_TIMEOUT_S} s"
+    return {0: "OK", 77: "SKIP"}.get(proc.returncode, "FAIL"), out
+
+
+def run_cluster_checks():
+    """Programs under tests/cluster/ (real Corosync + Pacemaker daemons in
+    namespaces; no QEMU build needed).  Exit 77 is a skip."""
+    results = []
+    tests_dir = os.path.join(HERE, "..", "tests", "cluster")
+    for name in sorted(os.listdir(tests_dir)):
+        if name.startswith("test_") and name.endswith(".py"):
+            verdict, text = run_cluster_program(os.path.join(tests_dir,
+                                                             name))
+            print(f"{verdict:5} cluster/{name[:-3]}", flush=True)
+            if verdict not in PASSED | SKIPPED:
+                print(text, flush=True)
+            results.append(("cluster/" + name[:-3], verdict, text))
+    return results
+
+
 def run_meson(build, suite):
     qemu_build = os.path.join(build, "qemu")
     logbase = "colo-check"
@@ -96,7 +132,10 @@ def main(argv):
     build = os.path.abspath(argv[1])
     suite = argv[2] if len(argv) == 3 else "colo"
 
-    results = run_build_checks(build) + run_meson(build, suite)
+    results = run_build_checks(build)
+    if suite == "colo":
+        results += run_cluster_checks()
+    results += run_meson(build, suite)
     passed = [r for r in results if r[1] in PASSED]
     skipped = [r for r in results if r[1] in SKIPPED]
     failed = [r for r in results if r[1] not in PASSED | SKIPPED]
