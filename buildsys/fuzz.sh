@@ -64,10 +64,12 @@ limit="-max_total_time=$SECONDS_EACH"
 if [ -n "$RUNS" ]; then
     limit="$limit -runs=$RUNS"
     echo "fuzz: each target until $RUNS executions (at most ${SECONDS_EACH}s)"
+else
+    echo "fuzz: each target for ${SECONDS_EACH}s"
 fi
 set --
 for t in $targets; do
-    echo "fuzz: $t for ${SECONDS_EACH}s"
+    echo "fuzz: $t started (log $OUT/$t.log)"
     # Scripts of at most 1 KiB still hold some 90 operations; longer ones
     # halved the executions per second without finding more code.
     "$OUT/$t" $limit -timeout=10 \
