@@ -10,6 +10,8 @@ and removes itself.
 import asyncio
 import ctypes
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,15 @@ from qemu.machine import QEMUMachine
 
 SKIP_EXIT = 77
 READY_MARKER = "COLO-GUEST-READY"
+
+
+def _terminated(signum, frame):
+    # meson stops a test that overruns with SIGTERM: unwind, so that the
+    # with-blocks stop their QEMUs and delete their namespaces.
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _terminated)
 
 
 def skip(reason):
@@ -150,14 +161,31 @@ class NetNamespace:
     talk only to each other.
     """
 
+    NAME_RE = re.compile(r"colo-(\d+)-[0-9a-f]{6}$")
+
     def __init__(self, bridge_addr="10.0.2.1/24"):
         self.name = f"colo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.bridge_addr = bridge_addr
+
+    @classmethod
+    def reap_stale(cls):
+        """Delete the namespaces of test processes that died without
+        cleaning up (SIGKILL); a namespace outlives its creator."""
+        try:
+            names = os.listdir("/run/netns")
+        except FileNotFoundError:
+            return
+        for name in names:
+            m = cls.NAME_RE.match(name)
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                log(f"removing namespace {name}, left by a dead test")
+                run(["ip", "netns", "delete", name], check=False)
 
     def ip(self, *args):
         return run(["ip", "-n", self.name] + list(args))
 
     def __enter__(self):
+        self.reap_stale()
         run(["ip", "netns", "add", self.name])
         try:
             self.ip("link", "set", "lo", "up")
