@@ -641,16 +641,14 @@ static ColoConnState *secondary_conn_state(ColoMatcher *m,
                                            const ColoConnKey *key,
                                            ColoConnDir dir)
 {
+    bool full = colo_conn_table_count(m->secondary_conns) >=
+                colo_conn_table_capacity(m->secondary_conns);
     bool created;
-    ColoConn *conn;
+    ColoConn *conn = colo_conn_table_get(m->secondary_conns, key, dir,
+                                         &created);
 
-    if (colo_conn_table_count(m->secondary_conns) >=
-        colo_conn_table_capacity(m->secondary_conns)) {
-        conn = colo_conn_table_get(m->secondary_conns, key, dir, &created);
-        m->stats.secondary_conns_evicted += created;
-    } else {
-        conn = colo_conn_table_get(m->secondary_conns, key, dir, NULL);
-    }
+    /* A new entry in a full table took the place of the oldest. */
+    m->stats.secondary_conns_evicted += full && created;
     return conn_state(m, conn);
 }
 

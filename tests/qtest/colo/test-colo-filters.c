@@ -628,6 +628,14 @@ static void wait_held(Topo *t, const char *id)
     g_assert_not_reached();
 }
 
+/* Every frame @w wrote reaches outdev's reader, in order; none dropped. */
+static void expect_all_out(Topo *t, const Writer *w)
+{
+    expect_numbered(t->chr[0], w->count, w->len);
+    g_assert_cmpint(qom_get_int(t->qts, "f0", "frames-out-dropped"), ==, 0);
+    g_assert_cmpint(qom_get_int(t->qts, "f0", "frames-out"), ==, w->count);
+}
+
 /*
  * A connected outdev reader that does not read for a while: once the
  * queue is full the redirector holds its sender back (a socket netdev
@@ -646,10 +654,8 @@ static void test_outdev_slow_holds_sender(void)
     thread = g_thread_new("writer", writer_run, &w);
     wait_held(&t, "f0");
     assert_alive(t.qts);
-    expect_numbered(t.chr[0], w.count, w.len);
+    expect_all_out(&t, &w);
     g_thread_join(thread);
-    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-dropped"), ==, 0);
-    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out"), ==, w.count);
     topo_stop(&t);
 }
 
@@ -672,9 +678,7 @@ static void test_outdev_slow_holds_packets(void)
     /* QEMU read it all, the reader nothing: most of it is held. */
     wait_consumed(t.qts, t.b);
     g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-held"), >, 0);
-    expect_numbered(t.chr[0], w.count, w.len);
-    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out-dropped"), ==, 0);
-    g_assert_cmpint(qom_get_int(t.qts, "f0", "frames-out"), ==, w.count);
+    expect_all_out(&t, &w);
     topo_stop(&t);
 }
 
