@@ -12,18 +12,23 @@ been told to carry on alone.
 Steps: a Linux guest under COLO with two multifd channels; gdb, in
 non-stop mode, stops the first secondary multifd thread that is about to
 read page data into the cache; the primary is killed; the secondary
-reports the loss and is told to go on (yank, x-colo-lost-heartbeat); a
-few seconds later the held thread reads its page.  The secondary must
+reports the loss and is told to go on (yank, x-colo-lost-heartbeat, the
+latter on a second monitor whose answer is read only after the release);
+a few seconds later the held thread reads its page.  The secondary must
 survive that read and end up running its guest, which must still answer.
 If the secondary released the cache without waiting for its multifd
 threads, the read would write into unmapped memory and crash it.
 """
 
+import json
 import os
 import queue
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -146,17 +151,94 @@ class Gdb:
                 self.proc.wait()
 
 
+class SideMonitor:
+    """A second QMP monitor, read only when the test wants to.
+
+    The secondary frees its RAM cache only after joining its multifd
+    threads, in the main loop: while gdb holds one, the main loop cannot
+    answer.  The decision is sent here, and its answer read once the held
+    thread is released, so that the test does not wait on itself."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = None
+        self.buf = b""
+
+    def args(self):
+        return ["-chardev", f"socket,id=side-mon,path={self.path},"
+                            "server=on,wait=off",
+                "-mon", "chardev=side-mon,mode=control"]
+
+    def _message(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no QMP answer within {timeout} s")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the side monitor closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+        self._message(30)                       # the greeting
+        self.send("qmp_capabilities")
+        self.answer(30)
+
+    def send(self, command):
+        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+
+    def answer(self, timeout):
+        """The next command answer, past any event."""
+        while True:
+            msg = self._message(timeout)
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise AssertionError(f"QMP error: {msg['error']}")
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+
+
+def batch_backtraces(vm):
+    """Every thread's stack of @vm's process, if it still runs."""
+    pid = vm.get_pid()
+    if pid is None:
+        return "(not running)"
+    try:
+        return subprocess.run(
+            ["gdb", "-q", "-nx", "-batch", "-p", str(pid),
+             "-ex", "thread apply all bt 12"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=120).stdout[-12000:]
+    except subprocess.TimeoutExpired:
+        return "(gdb did not finish)"
+
+
 def main():
     if not subprocess.run(["sh", "-c", "command -v gdb"],
                           stdout=subprocess.DEVNULL).returncode == 0:
         skip("gdb is not installed (buildsys/install-deps.sh installs it)")
     line = read_pages_line()
-    with ColoPair("multifd-late-page", multifd=True, delay_ms=500) as pair:
+    tmp = tempfile.mkdtemp(prefix="colo-late-page-")
+    side = SideMonitor(os.path.join(tmp, "side-mon.sock"))
+    with ColoPair("multifd-late-page", multifd=True, delay_ms=500,
+                  extra_args={"secondary": side.args()}) as pair:
         gdb = None
         try:
+            side.connect()
             pair.start_colo()
             pair.wait_verified(2)
             sec = pair.sec.vm
+            # A secondary whose main loop is stuck must fail the test with
+            # backtraces, not hang it until meson kills it.
+            sec._qmp.settimeout(60)
 
             gdb = Gdb(sec.get_pid())
             gdb.send(f"break {SOURCE}:{line}")
@@ -168,6 +250,7 @@ def main():
             log(f"gdb holds thread {held} before it reads its pages")
 
             pair.pri.vm.kill()
+            log("primary killed")
             event = wait_event(sec, "COLO_EXIT", 60)
             assert event["data"]["reason"] == "error", event
             status = sec.cmd("query-colo-status")
@@ -175,13 +258,16 @@ def main():
 
             # The decision; the secondary now ends COLO on its own time.
             sec.cmd("yank", instances=[{"type": "migration"}])
-            sec.cmd("x-colo-lost-heartbeat")
+            side.send("x-colo-lost-heartbeat")
+            log("the secondary was told to go on alone")
             time.sleep(HOLD_AFTER_DECISION_S)
 
             # Where the held thread is about to write: still the cache?
             cache = gdb.ask(held, "print p->block->colo_cache")
             target = gdb.ask(held, "x/1xb p->iov[0].iov_base")
             gdb.send("continue -a &")
+            log("the held thread is released")
+            side.answer(60)
             time.sleep(2)
             freed = re.search(r"\$\d+ = \(uint8_t \*\) 0x0\b", cache)
             assert not freed and "Cannot access memory" not in target, \
@@ -196,17 +282,23 @@ def main():
                        sec.cmd("query-colo-status")["mode"] == "none", 120)
             wait_until("its VM running", lambda:
                        sec.cmd("query-status")["status"] == "running", 120)
-            pair.shells["secondary"].check("echo alive")
+            pair.shells["secondary"].check("echo alive", timeout=60)
             log("the held thread read its page after the failover decision; "
                 "the secondary survived it and its guest runs")
         except BaseException:
-            if gdb:
+            if gdb and gdb.proc.poll() is None:
                 gdb.backtraces()
                 log("--- gdb ---\n" + "".join(gdb.text)[-12000:])
                 gdb.close()
+            else:
+                log("--- secondary threads ---\n" +
+                    batch_backtraces(pair.sec.vm))
             log(f"--- secondary console (end) ---\n"
                 f"{pair.sec.console()[-2000:]}")
             raise
+        finally:
+            side.close()
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
