@@ -4,8 +4,8 @@
 BUILD ?= build
 PY := /usr/bin/python3
 
-.PHONY: all build check demo deps faults fuzz soak cluster-lab bench-net bench-block \
-	bench-verify bench-guest-net clean help
+.PHONY: all build check demo deps faults fuzz soak cluster-lab cluster-test \
+	bench-net bench-block bench-verify bench-guest-net clean help
 
 all: build
 
@@ -18,6 +18,8 @@ help:
 	@echo "make fuzz    run the libFuzzer targets side by side, each for FUZZ_RUNS"
 	@echo "             executions (default 10 million) or FUZZ_SECONDS (default 1800)"
 	@echo "make cluster-lab  a two-node Pacemaker cluster in namespaces: failover, fencing"
+	@echo "make cluster-test  a COLO guest under Pacemaker (ocf:qemu:colo) on that cluster"
+	@echo "             survives a crash, a reboot and a partition of its nodes"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
 	@echo "make bench-guest-net  a Linux guest's HTTP, echo and bulk TCP, with and without COLO"
 	@echo "make bench-block  print the write overhead of disk replication"
@@ -55,6 +57,11 @@ fuzz: deps
 # The namespace cluster (Corosync + Pacemaker) and its lab fencing, alone.
 cluster-lab: deps
 	@$(PY) tests/cluster/test_cluster_lab.py
+
+# The resource agent ocf:qemu:colo on that cluster, with a replicated guest.
+cluster-test: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) tests/cluster/test_colo_cluster.py --build $(BUILD)
 
 bench-net: deps
 	@buildsys/build.sh $(BUILD)

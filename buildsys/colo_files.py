@@ -37,4 +37,5 @@ OVERLAY_ROOTS = (
     "qapi",
     "replication.c",
     "tests",
+    "tools/colo",
 )

@@ -8,12 +8,18 @@ systemd, no VMs and no containers.  ClusterLab gives each cluster node
     bridge that lives in a separate "switch" namespace, so one link can be
     cut by setting the node's switch port down;
   * an "anchor" process (sleep) that holds a private mount and UTS
-    namespace: the node's /etc/corosync, /var/lib/{corosync,pacemaker} and
-    /var/log/{corosync,pacemaker} are bind mounts of directories in the lab
+    namespace: the node's /etc/corosync, /var/lib/{corosync,pacemaker},
+    /var/log/{corosync,pacemaker} and /var/lib/qemu-colo (a VM's disks,
+    which outlive a reboot) are bind mounts of directories in the lab
     dir, and /run and /dev/shm are fresh tmpfs.  Every daemon and command of
     the node is started with `nsenter` into the anchor, so they all share
     that view; the PID namespace is the host's, so the harness can see and
     kill any of them.
+  * with guest_lan=True, a second network for the nodes' guests: a bridge
+    br0 in each node, whose port lan0 is a veth into a bridge in the "guest
+    LAN" namespace clab<pid>lan (lab.lan_ns), which holds the clients'
+    address 10.0.2.1/24.  A guest's tap joins its node's br0; the nodes
+    themselves have no address on it.
 
 Booting a node means a new anchor (hence an empty /run, as after a real
 reboot) followed by `corosync -f` and `pacemakerd`.  A node crash kills its
@@ -45,13 +51,14 @@ agents) is this module run through a tiny wrapper; it exists only while the
 lab does.  It reads its options on stdin like any fence agent, takes the
 lab dir as the device parameter `lab_dir`, and powers a node off as above.
 
-Names carry the harness PID (namespaces clab<pid>n<i> and clab<pid>br, lab
-dir /var/tmp/colo-cluster-lab-<pid>-*) so that concurrent labs and other
-tests' namespaces never clash.  Leaving the `with` block removes all of it.
+Names carry the harness PID (namespaces clab<pid>n<i>, clab<pid>br and
+clab<pid>lan, lab dir /var/tmp/colo-cluster-lab-<pid>-*) so that concurrent
+labs and other tests' namespaces never clash.  Leaving the `with` block
+removes all of it.
 
 API (node numbers start at 1; node i is "node<i>" at 10.99.0.<i>):
   ClusterLab(nodes=2, token_ms=None, consensus_ms=None, fencing=True,
-             lab_dir=None, dc_deadtime="5s", verbose=False)
+             lab_dir=None, dc_deadtime="5s", verbose=False, guest_lan=False)
   start_node(i) / start_all()    boot: new anchor, corosync -f, pacemakerd
   kill_node(i)                   crash: SIGKILL all but the anchor
   power_off(i)                   power cut: SIGKILL everything, anchor too
@@ -62,6 +69,7 @@ API (node numbers start at 1; node i is "node<i>" at 10.99.0.<i>):
   wait_online(nodes, timeout), wait_for(what, predicate, timeout)
   resource_nodes(resource, role, via), promoted_on(resource, via)
   cut_link(i) / heal_link(i)     node i's switch port down / up
+  node_path(i, path)             host path of node i's private @path
   node_ip(i), node_name(i), node_index(name), log_path(i, which),
   dump_logs(), ClusterLab.reap_stale() (leftovers of killed harnesses)
 
@@ -98,7 +106,7 @@ LAB_ROOT = "/var/tmp"
 LAB_DIR_PREFIX = "colo-cluster-lab-"
 FENCE_DIR = "/usr/sbin"
 TAG_RE = re.compile(r"^clab(\d+)(?:s\d+)?$")
-NETNS_RE = re.compile(r"^(clab(\d+)(?:s\d+)?)(?:n\d+|br)$")
+NETNS_RE = re.compile(r"^(clab(\d+)(?:s\d+)?)(?:n\d+|br|lan)$")
 
 # Host directory -> per-node directory under <lab>/<node>/ bind-mounted on it.
 NODE_MOUNTS = (
@@ -107,7 +115,18 @@ NODE_MOUNTS = (
     ("/var/lib/pacemaker", "lib-pacemaker"),
     ("/var/log/corosync", "log-corosync"),
     ("/var/log/pacemaker", "log-pacemaker"),
+    ("/var/lib/qemu-colo", "lib-qemu-colo"),
 )
+# Mount points of NODE_MOUNTS that no package makes: the lab makes them
+# (empty, and left in place: another lab may be using them).
+MADE_MOUNT_POINTS = ("/var/lib/qemu-colo",)
+
+# The guest LAN (ClusterLab(guest_lan=True)): a bridge in a namespace of its
+# own holds the clients' address, and each node has a bridge GUEST_BRIDGE
+# with a veth port (lan0) to it, for the taps of the node's guests.
+GUEST_LAN_ADDR = "10.0.2.1"
+GUEST_LAN_PREFIX_LEN = 24
+GUEST_BRIDGE = "br0"
 
 REQUIRED_TOOLS = ("ip", "unshare", "nsenter", "mount", "hostname", "sleep",
                   "corosync", "corosync-cfgtool", "pacemakerd", "crm_mon",
@@ -158,15 +177,17 @@ def live_pids_in_ns(ns, kind="mnt"):
             if ns_of(pid, kind) == ns and is_running(pid)]
 
 
-def kill_ns(ns, kind="mnt", spare=(), timeout=10.0, reap=None):
+def kill_ns(ns, kind="mnt", spare=(), timeout=10.0, reap=None, net=None):
     """SIGKILL every live process in namespace @ns except @spare, until none
-    is left (a dying daemon may still fork).  True when all are gone."""
+    is left (a dying daemon may still fork).  True when all are gone.
+    With @net (network namespace ids), only the processes in one of them."""
     if ns in (ns_of("self", kind), ns_of(1, kind)):
         # A wrong record must never take the host down with it.
         raise LabError(f"refusing to kill the host's or our own {ns}")
     deadline = time.monotonic() + timeout
     while True:
-        pids = [p for p in live_pids_in_ns(ns, kind) if p not in spare]
+        pids = [p for p in live_pids_in_ns(ns, kind) if p not in spare
+                and (net is None or ns_of(p, "net") in net)]
         if not pids:
             return True
         if time.monotonic() > deadline:
@@ -390,7 +411,7 @@ class ClusterLab:
 
     def __init__(self, nodes=2, token_ms=None, consensus_ms=None,
                  fencing=True, lab_dir=None, dc_deadtime="5s",
-                 verbose=False):
+                 verbose=False, guest_lan=False):
         if not 1 <= nodes <= 200:
             raise ValueError("nodes must be between 1 and 200")
         self.n = nodes
@@ -403,6 +424,7 @@ class ClusterLab:
         # The PID keeps concurrent runs apart; seq keeps labs of one run apart.
         self.tag = f"clab{os.getpid()}" + (f"s{seq}" if seq else "")
         self.switch_ns = f"{self.tag}br"
+        self.lan_ns = f"{self.tag}lan" if guest_lan else None
         self.fence_agent = f"fence_{self.tag}" if fencing else None
         self._lab_dir_arg = lab_dir
         self.lab_dir = None
@@ -431,6 +453,15 @@ class ClusterLab:
 
     def node_dir(self, i):
         return os.path.join(self.lab_dir, self.node_name(i))
+
+    def node_path(self, i, path):
+        """Where node @i's @path (under one of NODE_MOUNTS) is on the host,
+        so that the harness can read or prepare a node's private files."""
+        for host_dir, sub in NODE_MOUNTS:
+            if path == host_dir or path.startswith(host_dir + "/"):
+                return os.path.join(self.node_dir(i), sub,
+                                    os.path.relpath(path, host_dir))
+        raise LabError(f"{path} is not private to a node")
 
     def indices(self):
         return range(1, self.n + 1)
@@ -468,6 +499,8 @@ class ClusterLab:
         missing = self.missing_tools()
         if missing:
             raise LabError("missing tools: " + " ".join(missing))
+        for host_dir in MADE_MOUNT_POINTS:
+            os.makedirs(host_dir, exist_ok=True)
         for host_dir, _ in NODE_MOUNTS:
             if not os.path.isdir(host_dir):
                 raise LabError(f"{host_dir} is missing (is the package "
@@ -481,6 +514,8 @@ class ClusterLab:
         self.log(f"lab dir {self.lab_dir}, tag {self.tag}")
         self._write_config()
         self._make_network()
+        if self.lan_ns:
+            self._make_guest_lan()
         if self.fence_agent:
             self._install_fence_agent()
 
@@ -489,9 +524,13 @@ class ClusterLab:
         problems = []
         # Every boot's mount namespace, then anything else still inside a
         # lab network namespace (e.g. an anchor that had not yet unshared).
+        # The number of a mount namespace that has ended is soon given to
+        # a new one (every `ip netns exec` makes one), so only processes
+        # that are in a lab network namespace too are the lab's.
+        lab_net = {_netns_id(name) for name in self._netns_made} - {None}
         for ns in sorted(self._all_mnt_ns):
             try:
-                if not kill_ns(ns, reap=self._reap):
+                if not kill_ns(ns, reap=self._reap, net=lab_net):
                     problems.append(f"processes survive in {ns}")
             except LabError as e:
                 problems.append(str(e))
@@ -667,6 +706,26 @@ class ClusterLab:
                 f"addr add {self.node_ip(i)}/{PREFIX_LEN} dev eth0",
                 "link set eth0 up"])
 
+    def _make_guest_lan(self):
+        _run(["ip", "netns", "add", self.lan_ns])
+        self._netns_made.append(self.lan_ns)
+        _run(["ip", "netns", "exec", self.lan_ns, "sysctl", "-q", "-w",
+              "net.ipv6.conf.all.disable_ipv6=1",
+              "net.ipv6.conf.default.disable_ipv6=1"], check=False)
+        cmds = ["link set lo up", "link add br0 type bridge",
+                f"addr add {GUEST_LAN_ADDR}/{GUEST_LAN_PREFIX_LEN} dev br0",
+                "link set br0 up"]
+        for i in self.indices():
+            cmds += [f"link add g{i} type veth peer name lan0 netns "
+                     f"{self.netns(i)}",
+                     f"link set g{i} master br0", f"link set g{i} up"]
+        _ip_batch(self.lan_ns, cmds)
+        for i in self.indices():
+            _ip_batch(self.netns(i), [
+                f"link add {GUEST_BRIDGE} type bridge",
+                f"link set lan0 master {GUEST_BRIDGE}", "link set lan0 up",
+                f"link set {GUEST_BRIDGE} up"])
+
     def _install_fence_agent(self):
         here = os.path.dirname(os.path.abspath(__file__))
         module = os.path.splitext(os.path.basename(__file__))[0]
@@ -783,7 +842,8 @@ class ClusterLab:
         if rec is None:
             raise LabError(f"{self.node_name(i)} was never booted")
         t = time.monotonic()
-        if not kill_ns(rec[1], spare={rec[0]}, reap=self._reap):
+        if not kill_ns(rec[1], spare={rec[0]}, reap=self._reap,
+                       net=self._node_net(i)):
             raise LabError(f"{self.node_name(i)}: processes survive SIGKILL")
         self._reap()
         self.log(f"crashed {self.node_name(i)}")
@@ -794,10 +854,16 @@ class ClusterLab:
         rec = self._anchors.get(i)
         if rec is None:
             return
-        if not kill_ns(rec[1], reap=self._reap):
+        if not kill_ns(rec[1], reap=self._reap, net=self._node_net(i)):
             raise LabError(f"{self.node_name(i)}: processes survive SIGKILL")
         self._reap()
         self.log(f"powered off {self.node_name(i)}")
+
+    def _node_net(self, i):
+        """Node @i's network namespace id: with the mount namespace of a
+        boot whose anchor may be gone, it tells the node's processes from
+        those of a namespace that took over the number."""
+        return {_netns_id(self.netns(i))}
 
     def is_up(self, i):
         """True while node @i has power (its anchor lives)."""

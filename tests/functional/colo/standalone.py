@@ -20,6 +20,8 @@ def prepare(build):
                    stdout=subprocess.DEVNULL)
     os.environ["QEMU_BINARY"] = binary
     os.environ["QEMU_IMG"] = os.path.join(qemu, "qemu-img")
+    os.environ["QEMU_COLO"] = os.path.join(qemu, "tools", "colo",
+                                           "qemu-colo")
     os.environ["COLO_GUEST_DIR"] = os.path.join(qemu, "tests", "functional",
                                                 "colo")
     sys.path.insert(0, os.path.join(build, "src", "python"))

@@ -1,0 +1,43 @@
+/*
+ * This node's QEMU for one replicated VM: launch it in a role, find it,
+ * talk to it, stop it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef QEMU_COLO_NODE_H
+#define QEMU_COLO_NODE_H
+
+#include "colo-config.h"
+#include "qmp-client.h"
+
+typedef enum ColoNodeRole {
+    COLO_NODE_PRIMARY,          /* runs the guest */
+    COLO_NODE_SECONDARY,        /* waits for the primary's state */
+} ColoNodeRole;
+
+/* The running QEMU's pid, or 0 if there is none. */
+pid_t colo_node_pid(const ColoConfig *cfg);
+
+/*
+ * Launch QEMU in @role and wait until its monitor answers.  A secondary
+ * is left listening for the primary: its NBD export and its incoming
+ * migration are open, its proxy connects to the peer by itself.
+ */
+bool colo_node_launch(const ColoConfig *cfg, ColoNodeRole role,
+                      int timeout_ms, Error **errp);
+
+/* Quit QEMU, then kill it if it has not gone after @timeout_ms. */
+bool colo_node_stop(const ColoConfig *cfg, int timeout_ms, Error **errp);
+
+/* A monitor connection; see qmp_client_open() for @hung. */
+QmpClient *colo_node_monitor(const ColoConfig *cfg, int timeout_ms,
+                             bool *hung, Error **errp);
+
+/*
+ * Put every NIC's tap on its bridge and up (the node serves the guest),
+ * or only up and off any bridge (a secondary: the proxy feeds its guest).
+ */
+bool colo_node_plug_taps(const ColoConfig *cfg, bool serve, Error **errp);
+
+#endif

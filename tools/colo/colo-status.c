@@ -1,0 +1,124 @@
+/*
+ * `qemu-colo status`: one key=value line per fact, stable keys, so that a
+ * resource agent can read them with a shell and a person at a glance.
+ *
+ *   qemu        running | stopped | hung | unreachable
+ *   pid         QEMU's process id
+ *   role        primary | secondary | alone | waiting-for-primary
+ *               ("alone": the guest runs here without a replica;
+ *                "waiting-for-primary": a secondary that has no guest yet)
+ *   colo        running | peer-lost | off
+ *               ("peer-lost": COLO lost its peer and waits for a decision)
+ *   reason      query-colo-status's reason
+ *   vm          QEMU's run state
+ *   verified-checkpoints, verify-mismatches   when the secondary verifies
+ *   NIC.COUNTER every counter of each NIC's colo-compare (primary)
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qobject/qjson.h"
+#include "qobject/qlist.h"
+#include "qobject/qnum.h"
+#include "colo-node.h"
+#include "colo-status.h"
+
+static const char *role_of(const char *mode, const char *vm)
+{
+    if (!strcmp(mode, "primary") || !strcmp(mode, "secondary")) {
+        return mode;
+    }
+    return strcmp(vm, "inmigrate") ? "alone" : "waiting-for-primary";
+}
+
+/* Every unsigned counter colo-compare offers for @nic. */
+static void print_compare(QmpClient *qmp, const ColoNicConfig *nic,
+                          FILE *out)
+{
+    g_autofree char *path = g_strdup_printf("/objects/%s-compare", nic->id);
+    QObject *ret = qmp_client_call(qmp, "qom-list", qdict_from_jsonf_nofail(
+                                       "{'path': %s}", path), NULL);
+    QList *props = qobject_to(QList, ret);
+
+    for (const QListEntry *e = props ? qlist_first(props) : NULL; e;
+         e = qlist_next(e)) {
+        QDict *prop = qobject_to(QDict, qlist_entry_obj(e));
+        const char *name = prop ? qdict_get_try_str(prop, "name") : NULL;
+        QObject *value;
+        QNum *num;
+        uint64_t u;
+
+        /* The counters; the settable numbers are the ones with '_'. */
+        if (!name || strchr(name, '_') ||
+            g_strcmp0(qdict_get_try_str(prop, "type"), "uint64")) {
+            continue;
+        }
+        value = qmp_client_call(qmp, "qom-get", qdict_from_jsonf_nofail(
+                                    "{'path': %s, 'property': %s}",
+                                    path, name), NULL);
+        num = qobject_to(QNum, value);
+        if (num && qnum_get_try_uint(num, &u)) {
+            fprintf(out, "%s.%s=%" PRIu64 "\n", nic->id, name, u);
+        }
+        qobject_unref(value);
+    }
+    qobject_unref(ret);
+}
+
+ColoStatusCode colo_status_print(const ColoConfig *cfg, int timeout_ms,
+                                 FILE *out)
+{
+    pid_t pid = colo_node_pid(cfg);
+    g_autoptr(QDict) colo = NULL;
+    g_autoptr(QDict) run = NULL;
+    Error *err = NULL;
+    QmpClient *qmp;
+    const char *mode, *reason, *vm;
+    bool hung;
+
+    if (!pid) {
+        fprintf(out, "qemu=stopped\n");
+        return COLO_STATUS_STOPPED;
+    }
+    fprintf(out, "pid=%d\n", pid);
+    qmp = colo_node_monitor(cfg, timeout_ms, &hung, &err);
+    if (qmp) {
+        colo = qmp_client_query(qmp, "query-colo-status", &err);
+        run = colo ? qmp_client_query(qmp, "query-status", &err) : NULL;
+        hung = qmp_client_hung(qmp);
+    }
+    if (!run) {
+        fprintf(out, "qemu=%s\nerror=%s\n", hung ? "hung" : "unreachable",
+                error_get_pretty(err));
+        error_free(err);
+        qmp_client_close(qmp);
+        return hung ? COLO_STATUS_HUNG : COLO_STATUS_ERROR;
+    }
+    mode = qdict_get_try_str(colo, "mode") ?: "none";
+    reason = qdict_get_try_str(colo, "reason") ?: "none";
+    vm = qdict_get_try_str(run, "status") ?: "unknown";
+    fprintf(out, "qemu=running\nrole=%s\n", role_of(mode, vm));
+    if (!strcmp(mode, "none")) {
+        fprintf(out, "colo=off\n");
+    } else if (!strcmp(reason, "peer-lost") || !strcmp(reason, "peer-left")) {
+        fprintf(out, "colo=peer-lost\n");
+    } else {
+        fprintf(out, "colo=running\n");
+    }
+    fprintf(out, "reason=%s\nvm=%s\n", reason, vm);
+    if (qdict_haskey(colo, "verified-checkpoints")) {
+        fprintf(out, "verified-checkpoints=%" PRId64 "\n"
+                "verify-mismatches=%" PRId64 "\n",
+                qdict_get_try_int(colo, "verified-checkpoints", 0),
+                qdict_get_try_int(colo, "verify-mismatches", 0));
+    }
+    if (!strcmp(mode, "primary")) {
+        for (unsigned i = 0; i < cfg->nics->len; i++) {
+            print_compare(qmp, g_ptr_array_index(cfg->nics, i), out);
+        }
+    }
+    qmp_client_close(qmp);
+    return COLO_STATUS_RUNNING;
+}
