@@ -5,7 +5,7 @@ BUILD ?= build
 PY := /usr/bin/python3
 
 .PHONY: all build check demo deps faults fuzz soak cluster-lab cluster-test \
-	bench-net bench-block bench-verify bench-guest-net clean help
+	bench-net bench-block bench-verify bench-guest-net bench-cluster clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make cluster-lab  a two-node Pacemaker cluster in namespaces: failover, fencing"
 	@echo "make cluster-test  a COLO guest under Pacemaker (ocf:qemu:colo) on that cluster"
 	@echo "             survives a crash, a reboot and a partition of its nodes"
+	@echo "make bench-cluster  Pacemaker failover and reprotection times of a COLO guest"
 	@echo "make bench-net  colo-compare throughput and added latency (figures)"
 	@echo "make bench-guest-net  a Linux guest's HTTP, echo and bulk TCP, with and without COLO"
 	@echo "make bench-block  print the write overhead of disk replication"
@@ -62,6 +63,10 @@ cluster-lab: deps
 cluster-test: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) tests/cluster/test_colo_cluster.py --build $(BUILD)
+
+bench-cluster: deps
+	@buildsys/build.sh $(BUILD)
+	@$(PY) bench/colo-cluster-failover.py $(BUILD)
 
 bench-net: deps
 	@buildsys/build.sh $(BUILD)

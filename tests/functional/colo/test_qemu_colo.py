@@ -5,7 +5,8 @@ re-protect with a disk resync, failover again.
 Both nodes are on this host, inside a network namespace the test creates:
 node n1 on 127.0.0.1, node n2 on 127.0.0.2, each with its own run
 directory, disk image and tap device (tap-p, tap-s) for the guest's NIC,
-clients on the bridge br0.  Every step goes through the tool, run in the
+clients on the bridge br0.  The VM has a second NIC and a second disk as
+well: the proxy must cover the one, replication the other.  Every step goes through the tool, run in the
 namespace as a resource agent would run it:
 
   n2: start secondary          waiting-for-primary
@@ -47,6 +48,12 @@ CHECKPOINT_DELAY_MS = 2000
 DISK_SIZE = 64 * 1024 * 1024
 NODE_ADDRESS = {"n1": "127.0.0.1", "n2": "127.0.0.2"}
 TAP = {"n1": "tap-p", "n2": "tap-s"}
+# The second NIC and disk: any number of each must work.  The guest does
+# not configure its second NIC; its second disk is /dev/vdb.
+TAP2 = {"n1": "tap-p2", "n2": "tap-s2"}
+MAC2 = "52:54:00:12:34:57"
+DISK2_SIZE = 16 * 1024 * 1024
+MARK2 = f"colo-second-disk-{os.getpid()}"
 # A sector beyond the workload's ring, written while only n2 runs the guest:
 # only the resync can bring it to n1's disk.
 MARK_SECTOR = 8000
@@ -68,9 +75,11 @@ def guest_args(serial):
             "-serial", "chardev:serial0"]
 
 
-def config_text(run_dir, args, tap="tap-p", disk=None):
+def config_text(run_dir, args, tap="tap-p", disk=None, tap2=None,
+                disk2=None):
     """A qemu-colo configuration: the VM with @args, a NIC on @tap unless
-    None, a disk @disk if given."""
+    None, a disk @disk if given, a second NIC on @tap2 and a second disk
+    @disk2 if given."""
     lines = ["[vm]", "name=vm0",
              f"binary={env_path('QEMU_BINARY')}",
              f"img-tool={env_path('QEMU_IMG')}",
@@ -83,9 +92,14 @@ def config_text(run_dir, args, tap="tap-p", disk=None):
     if tap:
         lines += ["[nic net0]", f"tap={tap}", "bridge=br0", f"mac={MAC}",
                   "model=e1000", ""]
+    if tap2:
+        lines += ["[nic net1]", f"tap={tap2}", "bridge=br0", f"mac={MAC2}",
+                  ""]
     if disk:
         lines += ["[disk disk0]", f"file={disk}", "format=raw",
                   "device=virtio-blk-pci", ""]
+    if disk2:
+        lines += ["[disk disk1]", f"file={disk2}", ""]
     return "\n".join(lines)
 
 
@@ -150,6 +164,7 @@ class Node:
         self.conf = os.path.join(tmp, f"{name}.conf")
         self.serial = os.path.join(tmp, f"serial-{name}.log")
         self.disk = os.path.join(tmp, f"disk-{name}.raw")
+        self.disk2 = os.path.join(tmp, f"disk2-{name}.raw")
         self.pids = set()           # every QEMU pid seen, for the cleanup
 
     def write_config(self, **kw):
@@ -294,10 +309,11 @@ def image_sector(path, sector):
         return f.read(512).split(b"\n")[0].rstrip(b"\0").decode()
 
 
-def guest_sector(sh, sector):
-    """The first line of @sector of the guest's disk, past its caches."""
+def guest_sector(sh, sector, dev="/dev/vda"):
+    """The first line of @sector of the guest's disk @dev, past its
+    caches."""
     return sh.check("echo 3 >/proc/sys/vm/drop_caches; "
-                    f"dd if=/dev/vda bs=512 skip={sector} count=1 "
+                    f"dd if={dev} bs=512 skip={sector} count=1 "
                     "2>/dev/null | head -n 1").strip()
 
 
@@ -370,9 +386,13 @@ def protected(ns, primary, secondary):
     secondary.expect(RUNNING, role="secondary", colo="running")
     assert tap_master(ns, TAP[secondary.name]) is None, \
         f"{secondary.name}'s tap is on a bridge"
+    assert tap_master(ns, TAP2[secondary.name]) is None, \
+        f"{secondary.name}'s second tap is on a bridge"
     http_ok(ns)
     wait_until("colo-compare matching packets", lambda: int(
         primary.status()[1].get("net0.matched", 0)) > 0, 60)
+    st = primary.status()[1]
+    assert "net1.checkpoints" in st, f"no colo-compare for net1: {st}"
 
 
 def cycle(ns, n1, n2):
@@ -398,11 +418,16 @@ def cycle(ns, n1, n2):
     protected(ns, n1, n2)
     work = shell(ns)
     work.check("colo-workload start")
+    # The second disk is replicated too.
+    work.check(f"echo {MARK2} | dd of=/dev/vdb bs=512 conv=sync,notrunc,"
+               "fsync 2>/dev/null")
     done = let_checkpoints_pass(n1, work)
-    log(f"n1 -> n2: COLO runs, the guest writes its disk, {done} "
+    log(f"n1 -> n2: COLO runs, the guest writes its disks, {done} "
         f"checkpoints ({time.monotonic() - began:.0f} s)")
 
     def mark(sh):
+        got = guest_sector(sh, 0, "/dev/vdb")
+        assert got == MARK2, f"n2's second disk reads '{got}', not {MARK2}"
         sh.check(f"echo {MARK} | dd of=/dev/vda bs=512 seek={MARK_SECTOR} "
                  "conv=sync,notrunc,fsync 2>/dev/null")
         assert guest_sector(sh, MARK_SECTOR) == MARK
@@ -458,7 +483,8 @@ def main():
             nodes = [Node(name, tmp, ns) for name in ("n1", "n2")]
             for node in nodes:
                 make_disk(node.disk)
-                node.write_config()
+                make_disk(node.disk2, DISK2_SIZE)
+                node.write_config(tap2=TAP2[node.name], disk2=node.disk2)
             try:
                 cycle(ns, *nodes)
             except BaseException:
