@@ -12,10 +12,12 @@ reprotection) in two cluster set-ups, each --runs times (default 1):
             node running the guest wins a fence race in a partition), a
             1 GiB disk filled with random bytes: the first protection and
             the reprotection each copy the whole disk;
-  tuned     token 300 ms, no fencing delay, a 64 MiB disk.  Without the
+  tuned     token 400 ms, no fencing delay, a 64 MiB disk.  Without the
             delay a partition is a fence race that either node may win: a
             set-up for a cluster whose nodes cannot lose sight of each
             other without one of them being dead (redundant links).
+            (With 300 ms, Corosync lost its membership while the first
+            protection loaded both cores under TCG.)
 
 Printed per set-up: time from the kill to the client's first successful
 HTTP request, when the dead node was fenced and when the survivor was
@@ -38,7 +40,7 @@ TEST = os.path.join(HERE, "..", "tests", "cluster", "test_colo_cluster.py")
 SETUPS = (
     ("default", ["--token-ms", "0", "--fence-delay", "3",
                  "--disk-mib", "1024", "--fill"]),
-    ("tuned", ["--token-ms", "300", "--fence-delay", "0"]),
+    ("tuned", ["--token-ms", "400", "--fence-delay", "0"]),
 )
 
 FIGURES = {
@@ -88,7 +90,7 @@ def main():
         print(f"{fig:36}" + "".join(f"{v:10.1f}" for v in row))
     print("  default: Corosync's token, priority-fencing-delay 3 s, 1 GiB "
           "random disk copied by each protection")
-    print("  tuned:   token 300 ms, no fencing delay, 64 MiB disk")
+    print("  tuned:   token 400 ms, no fencing delay, 64 MiB disk")
     tuned = statistics.median(r["kill->HTTP works"]
                               for r in results["tuned"])
     print(f"goal: kill->HTTP works under 2 s tuned: {tuned:.1f} s, "

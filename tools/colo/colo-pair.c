@@ -23,7 +23,7 @@
 #include "colo-node.h"
 #include "colo-pair.h"
 
-#define POLL_MS 200
+#define POLL_MS 50
 
 static int64_t now_ms(void)
 {
