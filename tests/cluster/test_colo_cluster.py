@@ -29,7 +29,8 @@ guest's web page all along and counts the failures.
   (d) SIGKILL node2, now running the guest: as in (b), the other way;
   (e) boot node2 again: as in (c), COLO running node1 -> node2;
   (f) unplug node1, the Promoted node: fencing leaves exactly one node up,
-      node1 (its priority wins the race), which runs the guest alone.
+      node1 (its priority wins the race), which runs the guest alone;
+  (g) boot node2 again: node1, a primary all along, protects it again.
 At each step the promotion scores must say who holds current data (100 for
 the node with the guest and a secondary in sync, -INFINITY for a node left
 behind, which Pacemaker must never promote), and at the end neither guest
@@ -790,6 +791,10 @@ def scenario(lab, p, args, fig, saved, vmh):
         f"{fig['f_http']:.1f}s ({fig['f_failed']} requests failed); echo "
         f"connection kept, {disk}, scores {SCORE_STALE}/{SCORE_CURRENT}")
     lab.heal_link(1)
+    # (g) The node that stayed a primary throughout protects the fenced
+    # one again: its disks' old replication children must make way.
+    shell.ok("colo-workload start")
+    rejoin(2, "g")
     echo.close()
     shell.close()
 
@@ -896,6 +901,7 @@ def main():
                   f"rejoin->COLO running {fig['e_colo']:.1f}s",
                   f"cut: loser fenced {fig['f_fenced']:.1f}s, cut->HTTP "
                   f"works {fig['f_http']:.1f}s",
+                  f"rejoin->COLO running {fig['g_colo']:.1f}s",
                   f"HTTP requests since the guest first answered "
                   f"{fig['ok']} ok, {fig['failed']} failed"]
     parts.append(f"total {total:.1f}s")

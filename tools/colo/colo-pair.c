@@ -92,7 +92,7 @@ static char *child_name(QmpClient *qmp, const char *node_name, Error **errp)
         QDict *n = qobject_to(QDict, qlist_entry_obj(e));
 
         if (n && !g_strcmp0(qdict_get_try_str(n, "name"), node_name) &&
-            !g_strcmp0(qdict_get_try_str(n, "type"), "block-driver-state")) {
+            !g_strcmp0(qdict_get_try_str(n, "type"), "block-driver")) {
             id = qdict_get_int(n, "id");
         }
     }
@@ -121,6 +121,7 @@ static bool drop_replica(QmpClient *qmp, const ColoDiskConfig *d,
                         errp)) {
         return false;
     }
+    /* Also when it hangs from nothing: a half-done drop left it there. */
     try_run(qmp, "blockdev-del",
             qdict_from_jsonf_nofail("{'node-name': %s}", node));
     return true;
@@ -424,6 +425,30 @@ static bool wait_colo_running(QmpClient *qmp, int64_t deadline, Error **errp)
     }
 }
 
+/*
+ * A protection that is under way owns the proxy objects and the disks'
+ * replication children: a second one would tear them down under it.
+ */
+static bool migration_idle(QmpClient *qmp, Error **errp)
+{
+    static const char *const busy[] = {
+        "setup", "active", "pre-switchover", "device", "wait-unplug",
+        "cancelling", "colo", NULL
+    };
+    g_autoptr(QDict) mig = qmp_client_query(qmp, "query-migrate", errp);
+    const char *status = mig ? qdict_get_try_str(mig, "status") : NULL;
+
+    if (!mig) {
+        return false;
+    }
+    if (status && g_strv_contains(busy, status)) {
+        error_setg(errp, "a migration is under way (%s): is another "
+                   "protect running?", status);
+        return false;
+    }
+    return true;
+}
+
 bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
                        Error **errp)
 {
@@ -447,6 +472,9 @@ bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
         error_setg(errp, "the guest does not run alone here (COLO mode %s, "
                    "VM %s): only such a guest can be protected", s.mode,
                    s.vm);
+        goto out;
+    }
+    if (!migration_idle(qmp, errp)) {
         goto out;
     }
 
