@@ -449,6 +449,20 @@ static bool migration_idle(QmpClient *qmp, Error **errp)
     return true;
 }
 
+/* The monitor, with the state it reports; NULL (and closed) on error. */
+static QmpClient *open_with_state(const ColoConfig *cfg, int timeout_ms,
+                                  ColoState *s, Error **errp)
+{
+    QmpClient *qmp = colo_node_monitor(cfg, timeout_ms, NULL, errp);
+
+    if (qmp && !colo_state_get(qmp, s, errp)) {
+        colo_state_clear(s);
+        qmp_client_close(qmp);
+        return NULL;
+    }
+    return qmp;
+}
+
 bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
                        Error **errp)
 {
@@ -457,12 +471,9 @@ bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
     ColoState s = {};
     bool ok = false;
 
-    qmp = colo_node_monitor(cfg, timeout_ms, NULL, errp);
+    qmp = open_with_state(cfg, timeout_ms, &s, errp);
     if (!qmp) {
         return false;
-    }
-    if (!colo_state_get(qmp, &s, errp)) {
-        goto out;
     }
     if (!strcmp(s.mode, "primary")) {
         ok = true;
@@ -560,12 +571,9 @@ bool colo_pair_failover(const ColoConfig *cfg, int timeout_ms, Error **errp)
     g_autofree char *was = NULL;
     bool ok = false;
 
-    qmp = colo_node_monitor(cfg, timeout_ms, NULL, errp);
+    qmp = open_with_state(cfg, timeout_ms, &s, errp);
     if (!qmp) {
         return false;
-    }
-    if (!colo_state_get(qmp, &s, errp)) {
-        goto out;
     }
     if (!strcmp(s.mode, "none")) {
         if (!strcmp(s.vm, "inmigrate")) {

@@ -44,6 +44,15 @@ def log(msg):
     print(msg, flush=True)
 
 
+def read_text(path):
+    """The text of @path (a guest's console log), "" while it is missing."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def env_path(name):
     value = os.environ.get(name)
     if not value:
@@ -272,11 +281,7 @@ class LinuxGuest:
         return self
 
     def console(self):
-        try:
-            with open(self.serial, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.serial)
 
     def wait_ready(self, timeout=60):
         """Seconds until the guest printed its ready marker."""

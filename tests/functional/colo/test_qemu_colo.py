@@ -38,7 +38,7 @@ import tempfile
 import time
 
 from colo_pair import GuestShell, console_alarms
-from harness import (READY_MARKER, NetNamespace, env_path, log,
+from harness import (READY_MARKER, NetNamespace, env_path, log, read_text,
                      require_netns, wait_until)
 
 GUEST_IP = "10.0.2.15"
@@ -214,11 +214,7 @@ class Node:
         return pid
 
     def console(self):
-        try:
-            with open(self.serial, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.serial)
 
     def wait_ready(self, timeout=120):
         """Until the guest printed its ready marker; an error if QEMU
