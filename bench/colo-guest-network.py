@@ -43,7 +43,7 @@ import standalone  # noqa: E402
 
 BULK_MIB = 20
 COUNTERS = ("matched", "mismatches", "timeouts", "checkpoint-requests",
-            "released-at-checkpoint", "held-for-checkpoint")
+            "released-at-checkpoint", "held-for-checkpoint", "match-wait-us")
 
 
 def percentile(values, q):
@@ -215,8 +215,13 @@ def report(base, colo, args):
     print(f"\n{'':{width}}  {'without COLO':>14}  {'with COLO':>14}")
     for name, a, b in rows:
         print(f"{name:{width}}  {a:>14}  {b:>14}")
+    counters = colo["counters"]
     print("colo-compare during the HTTP run: " +
-          ", ".join(f"{k} {v}" for k, v in colo["counters"].items()))
+          ", ".join(f"{k} {v}" for k, v in counters.items()))
+    if counters["matched"]:
+        print("a matched packet waited for the secondary's copy "
+              f"{counters['match-wait-us'] / counters['matched'] / 1000:.2f}"
+              " ms on average")
     print("(busybox httpd's Date header differs between the guests when "
           "their answers straddle a second: those mismatches are real)")
 

@@ -671,6 +671,8 @@ typedef enum CompareCounter {
     CNT_SECONDARY_FRAMES,
     CNT_RELEASED,
     CNT_MATCHED,
+    CNT_MATCH_WAIT_US,
+    CNT_MATCH_WAIT_MAX_US,
     CNT_RELEASED_UNMATCHED,
     CNT_RELEASED_CHECKPOINT,
     CNT_HELD_FOR_CHECKPOINT,
@@ -695,6 +697,8 @@ static const char *const counter_names[CNT__MAX] = {
     [CNT_SECONDARY_FRAMES] = "secondary-packets",
     [CNT_RELEASED] = "released",
     [CNT_MATCHED] = "matched",
+    [CNT_MATCH_WAIT_US] = "match-wait-us",
+    [CNT_MATCH_WAIT_MAX_US] = "match-wait-max-us",
     [CNT_RELEASED_UNMATCHED] = "released-unmatched",
     [CNT_RELEASED_CHECKPOINT] = "released-at-checkpoint",
     [CNT_HELD_FOR_CHECKPOINT] = "held-for-checkpoint",
@@ -731,6 +735,10 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return st->released;
     case CNT_MATCHED:
         return st->matched;
+    case CNT_MATCH_WAIT_US:
+        return st->match_wait_ns / SCALE_US;
+    case CNT_MATCH_WAIT_MAX_US:
+        return st->match_wait_max_ns / SCALE_US;
     case CNT_RELEASED_UNMATCHED:
         return st->released_unmatched;
     case CNT_RELEASED_CHECKPOINT:

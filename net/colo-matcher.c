@@ -92,6 +92,7 @@ struct ColoMatcher {
     bool checkpoint_asked;      /* since the last checkpoint began */
     bool bypass;
     size_t secondary_bytes;     /* held, against cfg.max_secondary_bytes */
+    int64_t input_ns;           /* arrival of the frame being handled */
     ColoMatcherStats stats;
 };
 
@@ -195,6 +196,13 @@ static void release(ColoMatcher *m, ColoHeld *h, ReleaseWhy why)
     switch (why) {
     case RELEASE_MATCHED:
         m->stats.matched++;
+        if (m->input_ns > h->f.arrival_ns) {
+            uint64_t wait = m->input_ns - h->f.arrival_ns;
+
+            m->stats.match_wait_ns += wait;
+            m->stats.match_wait_max_ns = MAX(m->stats.match_wait_max_ns,
+                                             wait);
+        }
         break;
     case RELEASE_UNMATCHED:
     case RELEASE_FLUSH:
@@ -863,6 +871,7 @@ void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame)
     ColoParseResult res;
 
     h->f = *frame;
+    m->input_ns = frame->arrival_ns;
     m->stats.frames[side]++;
     res = colo_packet_parse(&h->pkt, h->f.data, h->f.len, h->f.vnet_hdr_len);
     colo_packet_stats_account(&m->stats.parse[side], res);
@@ -956,6 +965,7 @@ int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns)
     ExpireScan scan = { .now = now_ns, .oldest = INT64_MAX };
     int64_t since = now_ns - m->cfg.timeout_ns;
 
+    m->input_ns = now_ns;
     for_each_flow(m, flow_expire, &scan);
     colo_conn_table_remove_if(m->conns, conn_finished, &since);
     colo_conn_table_remove_if(m->secondary_conns, conn_quiet, &since);

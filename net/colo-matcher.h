@@ -102,6 +102,12 @@ typedef struct ColoMatcherStats {
     uint64_t frames[2];         /* received, by ColoSide */
     uint64_t released;          /* primary frames sent out, any reason */
     uint64_t matched;           /* primary frames released as matched */
+    /*
+     * How long matched primary frames waited for their partner, in all
+     * and at most: the secondary's lag as the primary's clients feel it.
+     */
+    uint64_t match_wait_ns;
+    uint64_t match_wait_max_ns;
     uint64_t secondary_dropped; /* secondary frames discarded after use */
     uint64_t diverged[COLO_DIVERGED__MAX];
     uint64_t released_unmatched;/* released without a partner and without

@@ -457,6 +457,36 @@ static void test_udp_icmp_arp(void)
     t_free(t);
 }
 
+/*
+ * A matched primary frame waited from its arrival until its partner's;
+ * one whose partner was there first did not wait.
+ */
+static void test_match_wait(void)
+{
+    T *t = t_new();
+    TfFlow dns = { { 10, 0, 0, 2 }, { 10, 0, 0, 1 }, 53, 33333 };
+    const ColoMatcherStats *st = colo_matcher_stats(t->m);
+
+    protect(t);
+    feed_at(t, P, tf_udp(&dns, "one", 3, 1), 10);
+    feed_at(t, S, tf_udp(&dns, "one", 3, 1), 14);
+    feed_at(t, S, tf_udp(&dns, "two", 3, 2), 20);
+    feed_at(t, P, tf_udp(&dns, "two", 3, 2), 21);
+    feed_at(t, P, tf_udp(&dns, "three", 5, 3), 30);
+    feed_at(t, S, tf_udp(&dns, "three", 5, 3), 31);
+    g_assert_cmpuint(st->matched, ==, 3);
+    g_assert_cmpuint(st->match_wait_ns, ==, 5 * MS);
+    g_assert_cmpuint(st->match_wait_max_ns, ==, 4 * MS);
+
+    /* A frame released by a checkpoint did not wait for a match. */
+    feed_at(t, P, tf_udp(&dns, "four", 4, 4), 40);
+    feed_at(t, S, tf_udp(&dns, "FOUR", 4, 4), 90);
+    checkpoint(t);
+    g_assert_cmpuint(t->out->len, ==, 4);
+    g_assert_cmpuint(st->match_wait_ns, ==, 5 * MS);
+    t_free(t);
+}
+
 /* Before COLO's first checkpoint a frame without a partner times out. */
 static void test_timeout(void)
 {
@@ -973,6 +1003,7 @@ int main(int argc, char **argv)
     g_test_add_func("/colo/matcher/tcp/options-ignored",
                     test_tcp_options_ignored);
     g_test_add_func("/colo/matcher/udp-icmp-arp", test_udp_icmp_arp);
+    g_test_add_func("/colo/matcher/match-wait", test_match_wait);
     g_test_add_func("/colo/matcher/timeout", test_timeout);
     g_test_add_func("/colo/matcher/queue-full", test_queue_full);
     g_test_add_func("/colo/matcher/checkpoint-order", test_checkpoint_order);
