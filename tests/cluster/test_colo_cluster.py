@@ -30,7 +30,13 @@ guest's web page all along and counts the failures.
   (e) boot node2 again: as in (c), COLO running node1 -> node2;
   (f) unplug node1, the Promoted node: fencing leaves exactly one node up,
       node1 (its priority wins the race), which runs the guest alone;
-  (g) boot node2 again: node1, a primary all along, protects it again.
+  (g) boot node2 again: node1, a primary all along, protects it again;
+  (h) drop COLO's TCP between the nodes, Corosync still passing: node1
+      goes on alone, node2's secondary is marked stale and restarted, and
+      once the link is back node1 protects it again; one guest throughout;
+  (i) SIGSTOP node1's QEMU: the cluster finds it hung, kills it, promotes
+      node2, whose secondary carries the guest on, and node1 is protected
+      again.
 At each step the promotion scores must say who holds current data (100 for
 the node with the guest and a secondary in sync, -INFINITY for a node left
 behind, which Pacemaker must never promote), and at the end neither guest
@@ -44,6 +50,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -795,11 +802,154 @@ def scenario(lab, p, args, fig, saved, vmh):
     # one again: its disks' old replication children must make way.
     shell.ok("colo-workload start")
     rejoin(2, "g")
+    replication_link_loss(lab, vm, web, shell, echo, state, fig)
+    hung_primary(lab, vm, web, shell, echo, state, fig)
     echo.close()
     shell.close()
 
     consoles_clean(lab, vm)
     fig["ok"], fig["failed"] = web.counts(web_up)
+
+
+def watch_single_guest(lab, vm, step, nodes):
+    """A check to poll while a failure settles: none of @nodes may run
+    the guest ("alone" or "primary" while the other node does too)."""
+    def check_now():
+        roles = {i: vm.role(i)[0] for i in nodes}
+        running = [i for i, r in roles.items() if r in ("alone", "primary")]
+        check(len(running) <= 1, f"({step}) two guests run: {roles}")
+        return roles
+    return check_now
+
+
+def replication_link_loss(lab, vm, web, shell, echo, state, fig):
+    """(h) Only the replication link breaks: the nodes still see each other
+    (Corosync's UDP passes), COLO's TCP does not.  Both sides report the
+    loss; the cluster knows both nodes are healthy, so the primary goes on
+    alone, the secondary is marked stale and restarted, and once the link
+    is back the primary protects it again.  At no time do two guests run."""
+    name = lab.node_name
+    step = "h"
+    pri_pid = vm.status(1).get("pid")
+    # COLO's TCP to and from the peer; the guest LAN is a bridge, whose
+    # frames never reach these hooks.
+    ruleset = ("table inet colo_link {\n"
+               " chain in { type filter hook input priority 0; "
+               f"iifname eth0 ip saddr {lab.node_ip(1)} meta l4proto tcp "
+               "drop; }\n"
+               " chain out { type filter hook output priority 0; "
+               f"oifname eth0 ip daddr {lab.node_ip(1)} meta l4proto tcp "
+               "drop; }\n}\n")
+    t0 = time.monotonic()
+    lab.run(2, ["nft", "-f", "-"], input=ruleset, check=True)
+    single = watch_single_guest(lab, vm, step, (1, 2))
+    seen = {}
+
+    def primary_alone():
+        roles = single()
+        if roles[1] == "alone" and "alone" not in seen:
+            seen["alone"] = time.monotonic() - t0
+        return "alone" in seen and web.first_ok_after(t0 + seen["alone"])
+    lab.wait_for(f"{name(1)} alone, its guest answering", primary_alone, 90,
+                 interval=0.5)
+    fig["h_alone"] = seen["alone"]
+    fig["h_http"] = web.first_ok_after(t0 + seen["alone"]) - t0
+    expect_scores(vm, 1, {1: SCORE_CURRENT, 2: SCORE_STALE}, f"({step})")
+    st = vm.status(1)
+    check(st.get("pid") == pri_pid, f"({step}) {name(1)}'s QEMU is pid "
+          f"{st.get('pid')}, not {pri_pid}")
+    # The stale secondary is replaced while the link is still down; the
+    # primary's attempts to protect it fail fast and harm nothing.
+    lab.wait_for(f"{name(2)}'s stale secondary replaced",
+                 lambda: single()[2] == "waiting-for-primary"
+                 and vm.status(2).get("pid") != state["sec_pid"], 60,
+                 interval=0.5)
+    echo.roundtrip(f"with the replication link down ({step})")
+    t1 = time.monotonic()
+    lab.run(2, ["nft", "delete", "table", "inet", "colo_link"], check=True)
+    lab.wait_for(f"COLO running {name(1)} -> {name(2)} again",
+                 lambda: vm.role(1) == ("primary", "running")
+                 and vm.role(2) == ("secondary", "running"), 120,
+                 interval=0.5)
+    fig["h_colo"] = time.monotonic() - t1
+    expect_scores(vm, 1, {1: SCORE_CURRENT, 2: SCORE_CURRENT}, f"({step})")
+    echo.roundtrip(f"after the replication link healed ({step})")
+    shell.ok("colo-workload stop")
+    disk = shell.ok("colo-workload check")
+    check(disk.startswith("check ok"), f"({step}) colo-workload check: {disk}")
+    lab.wait_for("the disks of both nodes equal", lambda: same_content(
+        lab.node_path(1, DISK), lab.node_path(2, DISK)), 10, interval=1)
+    state["sec_pid"] = vm.status(2).get("pid")
+    say(f"({step}) replication link cut: {name(1)} alone "
+        f"{fig['h_alone']:.1f}s, HTTP works {fig['h_http']:.1f}s, "
+        f"{name(2)} stale and restarted, one guest throughout; healed->COLO "
+        f"running {fig['h_colo']:.1f}s; echo connection kept, {disk}, "
+        f"disks equal")
+    shell.ok("colo-workload start")
+    time.sleep(2 * CHECKPOINT_DELAY_MS / 1000 + 1)
+
+
+def hung_primary(lab, vm, web, shell, echo, state, fig):
+    """(i) The primary's QEMU hangs (SIGSTOP): its monitor finds it hung,
+    the cluster demotes and stops it (the stop kills it), and the
+    secondary, still in step, is promoted and carries the guest on.  The
+    restarted node is protected again."""
+    name = lab.node_name
+    step = "i"
+    pri_pid = int(vm.status(1)["pid"])
+    sec_pid = state["sec_pid"]
+    shell.close()
+    t0 = time.monotonic()
+    os.kill(pri_pid, signal.SIGSTOP)
+    seen = {}
+
+    def taken_over():
+        roles = vm.clone_roles(2)
+        if roles and roles[0] == [name(2)] and "promoted" not in seen:
+            seen["promoted"] = time.monotonic() - t0
+        if "http" not in seen and web.first_ok_after(t0):
+            seen["http"] = web.first_ok_after(t0) - t0
+        return ("promoted" in seen and "http" in seen
+                and vm.role(2)[0] == "alone")
+    try:
+        lab.wait_for(f"{name(2)} Promoted, its guest answering", taken_over,
+                     120, interval=0.5)
+        lab.wait_for(f"the hung QEMU {pri_pid} killed",
+                     lambda: not is_live(pri_pid), 60, interval=0.5)
+    finally:
+        if is_live(pri_pid):
+            os.kill(pri_pid, signal.SIGCONT)
+    fig["i_promoted"], fig["i_http"] = seen["promoted"], seen["http"]
+    st = vm.status(2)
+    check(st.get("pid") == sec_pid, f"({step}) {name(2)}'s QEMU is pid "
+          f"{st.get('pid')}, not the secondary {sec_pid}: the guest was "
+          f"restarted, not failed over")
+    echo.roundtrip(f"after the hang ({step})")
+    shell.ok("colo-workload stop")
+    disk = shell.ok("colo-workload check")
+    check(disk.startswith("check ok"), f"({step}) colo-workload check: {disk}")
+    shell.ok("colo-workload start")
+    lab.wait_for(f"COLO running {name(2)} -> {name(1)}",
+                 lambda: vm.role(2) == ("primary", "running")
+                 and vm.role(1) == ("secondary", "running"), 180,
+                 interval=0.5)
+    fig["i_colo"] = time.monotonic() - t0
+    expect_scores(vm, 2, {1: SCORE_CURRENT, 2: SCORE_CURRENT}, f"({step})")
+    echo.roundtrip(f"after the reprotection ({step})")
+    say(f"({step}) SIGSTOP {name(1)}'s QEMU: {name(2)} Promoted "
+        f"{fig['i_promoted']:.1f}s, HTTP works {fig['i_http']:.1f}s, the "
+        f"hung QEMU killed, same QEMU (pid {sec_pid}) went on, echo "
+        f"connection kept, {disk}; COLO running {name(2)} -> {name(1)} "
+        f"{fig['i_colo']:.1f}s after the hang")
+
+
+def is_live(pid):
+    """@pid exists and is not a zombie (nobody reaps the lab's dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def consoles_clean(lab, vm):
@@ -902,6 +1052,11 @@ def main():
                   f"cut: loser fenced {fig['f_fenced']:.1f}s, cut->HTTP "
                   f"works {fig['f_http']:.1f}s",
                   f"rejoin->COLO running {fig['g_colo']:.1f}s",
+                  f"replication link cut: alone {fig['h_alone']:.1f}s, "
+                  f"HTTP {fig['h_http']:.1f}s, healed->COLO "
+                  f"{fig['h_colo']:.1f}s",
+                  f"hung primary: Promoted {fig['i_promoted']:.1f}s, HTTP "
+                  f"{fig['i_http']:.1f}s, COLO again {fig['i_colo']:.1f}s",
                   f"HTTP requests since the guest first answered "
                   f"{fig['ok']} ok, {fig['failed']} failed"]
     parts.append(f"total {total:.1f}s")

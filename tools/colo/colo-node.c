@@ -24,6 +24,7 @@
 
 #define PID_FILE "qemu.pid"
 #define QMP_SOCKET "qmp.sock"
+#define CONTROL_SOCKET "control.sock"
 #define LOG_FILE "qemu.log"
 
 /* How long one attempt to reach a monitor that is starting may take. */
@@ -58,10 +59,11 @@ pid_t colo_node_pid(const ColoConfig *cfg)
     return 0;
 }
 
-QmpClient *colo_node_monitor(const ColoConfig *cfg, int timeout_ms,
-                             bool *hung, Error **errp)
+QmpClient *colo_node_monitor(const ColoConfig *cfg, ColoMonitor which,
+                             int timeout_ms, bool *hung, Error **errp)
 {
-    g_autofree char *sock = colo_config_run_file(cfg, QMP_SOCKET);
+    g_autofree char *sock = colo_config_run_file(
+        cfg, which == COLO_MONITOR_CONTROL ? CONTROL_SOCKET : QMP_SOCKET);
 
     return qmp_client_open(sock, timeout_ms, hung, errp);
 }
@@ -147,12 +149,16 @@ static GPtrArray *command_line(const ColoConfig *cfg, ColoNodeRole role)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *sock = colo_config_run_file(cfg, QMP_SOCKET);
+    g_autofree char *control = colo_config_run_file(cfg, CONTROL_SOCKET);
 
     g_ptr_array_add(argv, g_strdup(cfg->binary));
     add(argv, "-name", g_strdup_printf("%s,debug-threads=on", cfg->name));
     add(argv, "-chardev", g_strdup_printf(
         "socket,id=colo-qmp,path=%s,server=on,wait=off", sock));
     add(argv, "-mon", g_strdup("chardev=colo-qmp,mode=control"));
+    add(argv, "-chardev", g_strdup_printf(
+        "socket,id=colo-control,path=%s,server=on,wait=off", control));
+    add(argv, "-mon", g_strdup("chardev=colo-control,mode=control"));
     add(argv, "-pidfile", colo_config_run_file(cfg, PID_FILE));
     for (char **a = cfg->args; *a; a++) {
         g_ptr_array_add(argv, g_strdup(*a));
@@ -342,7 +348,8 @@ static QmpClient *wait_for_monitor(const ColoConfig *cfg, pid_t pid,
             error_append_hint(errp, "Its output:\n%s\n", tail);
             return NULL;
         }
-        qmp = colo_node_monitor(cfg, LAUNCH_PROBE_MS, NULL, NULL);
+        qmp = colo_node_monitor(cfg, COLO_MONITOR_SESSION, LAUNCH_PROBE_MS,
+                                NULL, NULL);
         if (qmp) {
             return qmp;
         }
@@ -473,30 +480,38 @@ static bool wait_gone(pid_t pid, int timeout_ms)
 
 /*
  * Within @timeout_ms in all: half for QEMU to quit when asked (by QMP, or
- * SIGTERM when its monitor is silent), the rest for SIGKILL to land.
+ * SIGTERM when its monitor cannot be reached), the rest for SIGKILL to
+ * land.  A QEMU whose monitor accepts but does not answer is hung (or
+ * stopped by a signal): it would not handle SIGTERM either, and a cluster
+ * waits for this stop before the guest may run elsewhere, so it is killed
+ * at once.
  */
 bool colo_node_stop(const ColoConfig *cfg, int timeout_ms, Error **errp)
 {
     pid_t pid = colo_node_pid(cfg);
     g_autofree char *pidfile = colo_config_run_file(cfg, PID_FILE);
     g_autofree char *sock = colo_config_run_file(cfg, QMP_SOCKET);
+    g_autofree char *control = colo_config_run_file(cfg, CONTROL_SOCKET);
     int64_t polite_end = g_get_monotonic_time() / 1000 + timeout_ms / 2;
     QmpClient *qmp;
-    int left;
+    bool hung = false;
+    int left = 0;
 
     if (!pid) {
         return true;
     }
-    qmp = colo_node_monitor(cfg, MIN(timeout_ms / 4, LAUNCH_PROBE_MS),
-                            NULL, NULL);
+    qmp = colo_node_monitor(cfg, COLO_MONITOR_CONTROL,
+                            MIN(timeout_ms / 4, LAUNCH_PROBE_MS), &hung, NULL);
     if (qmp) {
         /* The answer may not come: QEMU may be gone before it writes it. */
         qobject_unref(qmp_client_call(qmp, "quit", NULL, NULL));
         qmp_client_close(qmp);
-    } else {
+    } else if (!hung) {
         kill(pid, SIGTERM);
     }
-    left = MAX(polite_end - g_get_monotonic_time() / 1000, 0);
+    if (!hung) {
+        left = MAX(polite_end - g_get_monotonic_time() / 1000, 0);
+    }
     if (!wait_gone(pid, left)) {
         kill(pid, SIGKILL);
         if (!wait_gone(pid, timeout_ms - timeout_ms / 2)) {
@@ -506,5 +521,6 @@ bool colo_node_stop(const ColoConfig *cfg, int timeout_ms, Error **errp)
     }
     unlink(pidfile);
     unlink(sock);
+    unlink(control);
     return true;
 }

@@ -30,9 +30,21 @@ bool colo_node_launch(const ColoConfig *cfg, ColoNodeRole role,
 /* Quit QEMU, then kill it if it has not gone after @timeout_ms. */
 bool colo_node_stop(const ColoConfig *cfg, int timeout_ms, Error **errp);
 
-/* A monitor connection; see qmp_client_open() for @hung. */
-QmpClient *colo_node_monitor(const ColoConfig *cfg, int timeout_ms,
-                             bool *hung, Error **errp);
+/*
+ * QEMU has two monitors, and a monitor serves one client at a time.  A
+ * command that keeps its connection for long (start, protect, whose copy
+ * of the disks may take minutes) uses the session monitor; the short ones
+ * (status, failover, stop) use the control monitor, so that a cluster
+ * manager's status query or failover never waits behind a protection.
+ */
+typedef enum ColoMonitor {
+    COLO_MONITOR_SESSION,
+    COLO_MONITOR_CONTROL,
+} ColoMonitor;
+
+/* A connection to monitor @which; see qmp_client_open() for @hung. */
+QmpClient *colo_node_monitor(const ColoConfig *cfg, ColoMonitor which,
+                             int timeout_ms, bool *hung, Error **errp);
 
 /*
  * Put every NIC's tap on its bridge and up (the node serves the guest),

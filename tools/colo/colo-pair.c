@@ -16,6 +16,8 @@
  */
 
 #include "qemu/osdep.h"
+#include <netdb.h>
+#include <poll.h>
 #include "qapi/error.h"
 #include "qobject/qjson.h"
 #include "qobject/qlist.h"
@@ -449,11 +451,69 @@ static bool migration_idle(QmpClient *qmp, Error **errp)
     return true;
 }
 
-/* The monitor, with the state it reports; NULL (and closed) on error. */
-static QmpClient *open_with_state(const ColoConfig *cfg, int timeout_ms,
-                                  ColoState *s, Error **errp)
+/* How long the peer's NBD server may take to accept a probe. */
+#define PEER_PROBE_MS 3000
+
+/*
+ * QEMU connects to the peer's NBD server while it holds the BQL, for as
+ * long as the kernel keeps trying (minutes, when the link drops packets),
+ * and the guest stalls meanwhile.  So the peer must have answered a probe
+ * of our own, with a deadline, before QEMU is asked to connect.  The probe
+ * goes to the NBD server: a connection that closes before its handshake
+ * does that server no harm, as it would to an incoming migration.
+ */
+static bool peer_reachable(const ColoConfig *cfg, Error **errp)
 {
-    QmpClient *qmp = colo_node_monitor(cfg, timeout_ms, NULL, errp);
+    g_autofree char *port = g_strdup_printf("%u", colo_config_nbd_port(cfg));
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res = NULL;
+    int err = ETIMEDOUT;
+    int rc;
+
+    rc = getaddrinfo(cfg->peer->address, port, &hints, &res);
+    if (rc) {
+        error_setg(errp, "the peer's address %s: %s", cfg->peer->address,
+                   gai_strerror(rc));
+        return false;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        struct pollfd pfd = { .events = POLLOUT };
+        socklen_t len = sizeof(err);
+
+        pfd.fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+                        SOCK_CLOEXEC, ai->ai_protocol);
+        if (pfd.fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(pfd.fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            err = 0;
+        } else if (errno != EINPROGRESS) {
+            err = errno;
+        } else if (poll(&pfd, 1, PEER_PROBE_MS) != 1) {
+            err = ETIMEDOUT;
+        } else if (getsockopt(pfd.fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+            err = errno;
+        }
+        close(pfd.fd);
+        if (!err) {
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    if (err) {
+        error_setg(errp, "the secondary's NBD server (%s port %s) does not "
+                   "answer: %s", cfg->peer->address, port, strerror(err));
+        return false;
+    }
+    return true;
+}
+
+/* The monitor, with the state it reports; NULL (and closed) on error. */
+static QmpClient *open_with_state(const ColoConfig *cfg, ColoMonitor which,
+                                  int timeout_ms, ColoState *s, Error **errp)
+{
+    QmpClient *qmp = colo_node_monitor(cfg, which, timeout_ms, NULL, errp);
 
     if (qmp && !colo_state_get(qmp, s, errp)) {
         colo_state_clear(s);
@@ -471,7 +531,7 @@ bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
     ColoState s = {};
     bool ok = false;
 
-    qmp = open_with_state(cfg, timeout_ms, &s, errp);
+    qmp = open_with_state(cfg, COLO_MONITOR_SESSION, timeout_ms, &s, errp);
     if (!qmp) {
         return false;
     }
@@ -485,7 +545,7 @@ bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
                    s.vm);
         goto out;
     }
-    if (!migration_idle(qmp, errp)) {
+    if (!migration_idle(qmp, errp) || !peer_reachable(cfg, errp)) {
         goto out;
     }
 
@@ -571,7 +631,7 @@ bool colo_pair_failover(const ColoConfig *cfg, int timeout_ms, Error **errp)
     g_autofree char *was = NULL;
     bool ok = false;
 
-    qmp = open_with_state(cfg, timeout_ms, &s, errp);
+    qmp = open_with_state(cfg, COLO_MONITOR_CONTROL, timeout_ms, &s, errp);
     if (!qmp) {
         return false;
     }

@@ -83,7 +83,8 @@ ColoStatusCode colo_status_print(const ColoConfig *cfg, int timeout_ms,
         return COLO_STATUS_STOPPED;
     }
     fprintf(out, "pid=%d\n", pid);
-    qmp = colo_node_monitor(cfg, timeout_ms, &hung, &err);
+    qmp = colo_node_monitor(cfg, COLO_MONITOR_CONTROL, timeout_ms, &hung,
+                            &err);
     if (qmp) {
         colo = qmp_client_query(qmp, "query-colo-status", &err);
         run = colo ? qmp_client_query(qmp, "query-status", &err) : NULL;

@@ -13,6 +13,7 @@
 
 #include "qemu/osdep.h"
 #include <poll.h>
+#include <sys/un.h>
 #include "qapi/error.h"
 #include "qemu/sockets.h"
 #include "qobject/json-parser.h"
@@ -324,6 +325,53 @@ static bool qmp_client_greet(QmpClient *c, Error **errp)
     return ok;
 }
 
+/*
+ * Connect without blocking.  A QEMU that is stopped or hung does not
+ * accept, and once the clients that gave up on it fill its listen queue, a
+ * blocking connect would wait for as long as QEMU hangs: so a full queue
+ * is retried until @deadline, and then counts as a hang.
+ */
+static int qmp_client_connect(QmpClient *c, const char *path,
+                              int64_t deadline, Error **errp)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        error_setg(errp, "the socket path %s is too long", path);
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        0);
+        int err;
+
+        if (fd < 0) {
+            error_setg_errno(errp, errno, "cannot create a socket");
+            return -1;
+        }
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+            return fd;
+        }
+        err = errno;
+        close(fd);
+        if (err == EINTR) {
+            continue;
+        }
+        if (err != EAGAIN) {
+            error_setg_errno(errp, err, "cannot connect");
+            return -1;
+        }
+        if (!ms_left(deadline)) {
+            c->hung = true;
+            error_setg(errp, "QEMU's monitor accepted no connection within "
+                       "%d ms", c->timeout_ms);
+            return -1;
+        }
+        g_usleep(20 * 1000);
+    }
+}
+
 QmpClient *qmp_client_open(const char *path, int timeout_ms, bool *hung,
                            Error **errp)
 {
@@ -336,13 +384,8 @@ QmpClient *qmp_client_open(const char *path, int timeout_ms, bool *hung,
     g_queue_init(&c->messages);
     g_queue_init(&c->events);
     json_message_parser_init(&c->parser, qmp_client_got, c, NULL);
-    c->fd = unix_connect(path, errp);
-    if (c->fd < 0) {
-        qmp_client_close(c);
-        return NULL;
-    }
-    if (!g_unix_set_fd_nonblocking(c->fd, true, NULL) ||
-        !qmp_client_greet(c, errp)) {
+    c->fd = qmp_client_connect(c, path, deadline_in(timeout_ms), errp);
+    if (c->fd < 0 || !qmp_client_greet(c, errp)) {
         /* A monitor that accepts but never greets: QEMU hangs. */
         if (hung) {
             *hung = c->hung;
