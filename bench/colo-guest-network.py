@@ -180,6 +180,7 @@ def with_colo(ns, args):
             ns.call(echo_run, GUEST_IP)
             echoed = compare_counters(pair.pri.vm, COUNTERS)
             rate = ns.call(bulk, GUEST_IP)
+            stats = pair.pri.vm.cmd("query-colo-stats")
             pair.poll_events()
             pauses = [p * 1000 for p in pair.pauses]
             return {"requests": len(latencies), "failures": failures,
@@ -190,7 +191,8 @@ def with_colo(ns, args):
                     "checkpoints": len(pauses),
                     "counters": {k: after[k] - before[k] for k in COUNTERS},
                     "echo-requests": (echoed["checkpoint-requests"] -
-                                      after["checkpoint-requests"])}
+                                      after["checkpoint-requests"]),
+                    "stats": stats}
     finally:
         for tap in ("tap-p", "tap-s"):
             ns.run(["ip", "link", "delete", tap], check=False)
@@ -222,6 +224,14 @@ def report(base, colo, args):
         print("a matched packet waited for the secondary's copy "
               f"{counters['match-wait-us'] / counters['matched'] / 1000:.2f}"
               " ms on average")
+    st = colo["stats"]
+    causes = ", ".join(f"{c['cause']} {c['count']}" for c in st["causes"])
+    phases = st["phases-mean"]
+    print(f"query-colo-stats over the session: {st['checkpoints']} "
+          f"checkpoints ({causes}); pause median {st['pause-median'] / 1000:.1f}"
+          f" ms, p99 {st['pause-p99'] / 1000:.1f} ms, max "
+          f"{st['pause-max'] / 1000:.1f} ms; mean phases (ms): " +
+          ", ".join(f"{k} {v / 1000:.1f}" for k, v in phases.items()))
     print("(busybox httpd's Date header differs between the guests when "
           "their answers straddle a second: those mismatches are real)")
 

@@ -40,6 +40,7 @@
 #include "savevm.h"
 #include "qemu-file.h"
 #include "colo-internal.h"
+#include "colo-stats.h"
 #include "colo-verify.h"
 #include "trace.h"
 
@@ -89,6 +90,7 @@ void colo_primary_request_checkpoint(void)
 
 static void colo_primary_timer_fired(void *opaque)
 {
+    colo_stats_want(COLO_CHECKPOINT_CAUSE_TIMER);
     colo_primary_request_checkpoint();
 }
 
@@ -213,6 +215,7 @@ static bool colo_primary_save_locked(ColoPrimary *p, Error **errp)
         error_propagate_prepend(errp, cause, "COLO: cannot send dirty RAM: ");
         return false;
     }
+    colo_stats_phase_done(COLO_PHASE_RAM);
     /* The secondary applies device state only once it has all of it. */
     ret = qemu_save_device_state(p->devfile);
     if (ret == 0) {
@@ -238,6 +241,7 @@ static bool colo_primary_save(ColoPrimary *p, Error **errp)
     bql_lock();
     ok = colo_primary_save_locked(p, errp);
     bql_unlock();
+    colo_stats_phase_done(COLO_PHASE_DEVICE_STATE);
     if (ok && migrate_colo_verify()) {
         /* The PVM is stopped: its RAM is the checkpoint's. */
         p->digest = colo_verify_digest_ram(p->to_svm);
@@ -315,6 +319,13 @@ static void colo_primary_drop_checkpoint_state(ColoPrimary *p)
     }
 }
 
+/* Marks the end of a phase in a chain of steps that each return true. */
+static bool colo_primary_phase_done(ColoStatsPhase phase)
+{
+    colo_stats_phase_done(phase);
+    return true;
+}
+
 static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
 {
     int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
@@ -322,18 +333,25 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
 
     trace_colo_checkpoint_begin(p->checkpoints + 1);
     qatomic_set(&p->busy, true);
+    colo_stats_checkpoint_begin();
     colo_watchdog_arm(p->watchdog, migrate_colo_checkpoint_timeout());
     ok = colo_primary_handshake(p, errp) &&
+         colo_primary_phase_done(COLO_PHASE_REQUEST) &&
          colo_primary_stop_vm(p, errp) &&
+         colo_primary_phase_done(COLO_PHASE_STOP) &&
          colo_primary_save(p, errp) &&
          colo_primary_send_devices(p, errp) &&
-         colo_primary_await_ack(p, errp);
+         colo_primary_phase_done(COLO_PHASE_SEND) &&
+         colo_primary_await_ack(p, errp) &&
+         colo_primary_phase_done(COLO_PHASE_LOAD);
     colo_watchdog_disarm(p->watchdog);
     qatomic_set(&p->busy, !ok);
     if (ok) {
         uint64_t device_bytes = p->devbuf->usage;
 
         colo_primary_resume(p);
+        colo_stats_phase_done(COLO_PHASE_RESUME);
+        colo_stats_checkpoint_end();
         p->checkpoints++;
         trace_colo_checkpoint_end(p->checkpoints,
                                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start,
@@ -350,6 +368,7 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
 {
     ERRP_GUARD();
 
+    colo_stats_reset();
     colo_watchdog_arm(p->watchdog, migrate_colo_checkpoint_timeout());
     if (!colo_receive_message(p->from_svm, COLO_MESSAGE_CHECKPOINT_READY,
                               errp)) {

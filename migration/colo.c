@@ -25,6 +25,7 @@
 #include "options.h"
 #include "ram.h"
 #include "colo-internal.h"
+#include "colo-stats.h"
 #include "colo-verify.h"
 #include "trace.h"
 
@@ -273,9 +274,10 @@ void colo_checkpoint_delay_set(void)
     }
 }
 
-void colo_checkpoint_request(void)
+void colo_checkpoint_request(COLOCheckpointCause cause)
 {
     if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_stats_want(cause);
         colo_primary_request_checkpoint();
     }
 }

@@ -155,6 +155,19 @@ static void compare_notify_send(ColoCompare *c, const char *msg)
     colo_frame_writer_send(c->notify_writer, &iov, 1, 0);
 }
 
+static COLOCheckpointCause compare_checkpoint_cause(ColoDivergence why)
+{
+    switch (why) {
+    case COLO_DIVERGED_PAYLOAD:
+        return COLO_CHECKPOINT_CAUSE_MISMATCH;
+    case COLO_DIVERGED_TIMEOUT:
+        return COLO_CHECKPOINT_CAUSE_TIMEOUT;
+    default:
+        /* A full queue, or a full connection table. */
+        return COLO_CHECKPOINT_CAUSE_QUEUE_FULL;
+    }
+}
+
 static void compare_diverged(void *opaque, ColoDivergence why)
 {
     ColoCompare *c = opaque;
@@ -165,7 +178,7 @@ static void compare_diverged(void *opaque, ColoDivergence why)
     if (c->notify_writer) {
         compare_notify_send(c, COMPARE_XEN_CHECKPOINT_MSG);
     } else {
-        colo_checkpoint_request();
+        colo_checkpoint_request(compare_checkpoint_cause(why));
     }
 }
 

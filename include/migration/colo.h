@@ -56,11 +56,11 @@ void colo_migration_cancelled(void);
 void colo_checkpoint_delay_set(void);
 
 /*
- * Ask the primary for a checkpoint as soon as possible, for example because
- * the two VMs' outputs differ.  Callable from any thread; does nothing
+ * Ask the primary for a checkpoint as soon as possible, because of @cause
+ * (counted in query-colo-stats).  Callable from any thread; does nothing
  * unless this process is a COLO primary.
  */
-void colo_checkpoint_request(void);
+void colo_checkpoint_request(COLOCheckpointCause cause);
 
 /* --- Secondary (incoming) side ---------------------------------------- */
 

@@ -2090,6 +2090,125 @@ static void colo_test_heartbeat_outside_colo(void)
     qtest_quit(qts);
 }
 
+/* ---- Checkpoint statistics ---- */
+
+static uint64_t colo_stats_cause(QDict *stats, const char *cause)
+{
+    QList *causes = qdict_get_qlist(stats, "causes");
+    QListEntry *e;
+
+    QLIST_FOREACH_ENTRY(causes, e) {
+        QDict *c = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(c, "cause"), cause)) {
+            return qdict_get_uint(c, "count");
+        }
+    }
+    g_assert_not_reached();
+}
+
+static uint64_t colo_stats_phase_sum(QDict *phases, bool with_request)
+{
+    static const char *const names[] = {
+        "stop", "ram", "device-state", "send", "load", "resume",
+    };
+    uint64_t sum = with_request ? qdict_get_uint(phases, "request") : 0;
+
+    for (int i = 0; i < ARRAY_SIZE(names); i++) {
+        sum += qdict_get_uint(phases, names[i]);
+    }
+    return sum;
+}
+
+/*
+ * query-colo-stats counts what the test caused: one checkpoint for a
+ * difference, one for a packet left without a partner, then some for the
+ * timer; and its pauses, bytes and phases agree with each other.
+ */
+static void colo_test_stats(const void *opaque)
+{
+    const ColoTestCase *tc = opaque;
+    ColoEvents src_ev = { 0 }, dst_ev = { 0 };
+    QTestState *from, *to;
+    g_autoptr(GByteArray) ours = tf_udp(&colo_udp_flow, "ours", 4, 1);
+    g_autoptr(GByteArray) theirs = tf_udp(&colo_udp_flow, "THEM", 4, 1);
+    g_autoptr(GByteArray) alone = tf_udp(&colo_udp_flow, "alone", 5, 2);
+    g_autofree char *hmp = NULL;
+    g_autofree char *line = NULL;
+    QDict *st;
+    uint64_t n;
+
+    colo_start(tc, &from, &to, &src_ev, &dst_ev);
+    colo_compare_wait_protected(from);
+    st = qtest_qmp_assert_success_ref(from,
+                                      "{ 'execute': 'query-colo-stats' }");
+    g_assert_cmpuint(qdict_get_uint(st, "checkpoints"), ==, 0);
+    qobject_unref(st);
+
+    /* The outputs differ: the checkpoint that follows lets ours out. */
+    colo_compare_send(colo_rig.pri, ours);
+    colo_compare_send(colo_rig.sec, theirs);
+    colo_compare_expect(ours);
+    /* No partner at all: its timeout asks for the next one. */
+    colo_compare_send(colo_rig.pri, alone);
+    colo_compare_expect(alone);
+    /* Then the timer, twice at least. */
+    migrate_set_parameter_int(from, "x-checkpoint-delay",
+                              COLO_CHECKPOINT_DELAY_MS);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+    colo_wait_checkpoint(to, &dst_ev);
+
+    st = qtest_qmp_assert_success_ref(from,
+                                      "{ 'execute': 'query-colo-stats' }");
+    n = qdict_get_uint(st, "checkpoints");
+    g_assert_cmpuint(colo_stats_cause(st, "mismatch"), ==, 1);
+    g_assert_cmpuint(colo_stats_cause(st, "timeout"), ==, 1);
+    g_assert_cmpuint(colo_stats_cause(st, "queue-full"), ==, 0);
+    g_assert_cmpuint(colo_stats_cause(st, "timer"), >=, 2);
+    g_assert_cmpuint(colo_stats_cause(st, "timer"), ==, n - 2);
+    g_assert_cmpuint(qdict_get_uint(st, "pause-last"), >, 0);
+    g_assert_cmpuint(qdict_get_uint(st, "pause-last"), <=,
+                     qdict_get_uint(st, "pause-max"));
+    g_assert_cmpuint(qdict_get_uint(st, "pause-median"), <=,
+                     qdict_get_uint(st, "pause-p99"));
+    g_assert_cmpuint(qdict_get_uint(st, "pause-p99"), <=,
+                     qdict_get_uint(st, "pause-max"));
+    g_assert_cmpuint(qdict_get_uint(st, "bytes-last"), >, 0);
+    g_assert_cmpuint(qdict_get_uint(st, "bytes-total"), >=,
+                     qdict_get_uint(st, "bytes-last"));
+    g_assert_cmpuint(qdict_get_uint(st, "pages-total"), >, 0);
+    /* The pause is every phase but the request; the mean is no more. */
+    g_assert_cmpuint(colo_stats_phase_sum(qdict_get_qdict(st, "phases-last"),
+                                          false), ==,
+                     qdict_get_uint(st, "pause-last"));
+    g_assert_cmpuint(colo_stats_phase_sum(qdict_get_qdict(st, "phases-mean"),
+                                          false), <=,
+                     qdict_get_uint(st, "pause-max"));
+    /* Every case here runs with colo-verify. */
+    g_assert_cmpuint(qdict_get_uint(st, "verify-mismatches"), ==, 0);
+    qobject_unref(st);
+
+    hmp = qtest_hmp(from, "info colo");
+    line = g_strdup_printf("checkpoints: %" PRIu64 " (", n);
+    g_assert_nonnull(strstr(hmp, "COLO mode: primary"));
+    g_assert_nonnull(strstr(hmp, "mismatch 1"));
+    g_assert_nonnull(strstr(hmp, "pause (us): last "));
+    if (!strstr(hmp, line)) {
+        /* The timer may have taken one more in between. */
+        g_autofree char *next = g_strdup_printf("checkpoints: %" PRIu64 " (",
+                                                n + 1);
+        g_assert_nonnull(strstr(hmp, next));
+    }
+
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, &src_ev);
+    migrate_end(from, to, false);
+    colo_compare_rig_close();
+    colo_events_free(&src_ev);
+    colo_events_free(&dst_ev);
+}
+
 /* Changing x-checkpoint-delay re-arms the primary's timer at once. */
 static void colo_test_delay_rearms(const void *opaque)
 {
@@ -2392,6 +2511,10 @@ void migration_test_add_colo(MigrationTestEnv *env)
     migration_test_add("/migration/colo/errors/short_timeouts_refused",
                        colo_test_short_timeouts_refused);
 
+    colo_add("stats/causes_and_costs", (ColoTestCase) {
+        .machine = "pc", .return_path = true, .compare = true,
+        .delay_ms = COLO_NO_PERIODIC_MS,
+    }, colo_test_stats);
     colo_add("net/output_commit", (ColoTestCase) {
         .machine = "pc", .return_path = true, .compare = true,
         .delay_ms = COLO_NO_PERIODIC_MS,
