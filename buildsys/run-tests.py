@@ -50,6 +50,11 @@ def run_build_checks(build):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     results.append(("build/no-base-colo-in-tree", r.returncode, r.stdout))
+    # QEMU's coding style, on our sources and patches alike.
+    r = subprocess.run([PY, os.path.join(HERE, "checkpatch.py"), build],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    results.append(("style/checkpatch", r.returncode, r.stdout))
     # A short fuzzing run of each target; `make fuzz` runs them for longer.
     r = subprocess.run([os.path.join(HERE, "fuzz.sh"), build,
                         str(FUZZ_BRIEF_SECONDS)],

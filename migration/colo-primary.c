@@ -5,7 +5,8 @@
  * A checkpoint, each step its own function below:
  *   handshake  REQUEST ->, <- REPLY     the secondary has stopped its VM
  *   stop       stop the PVM, checkpoint the replicated disks
- *   save       VMSTATE_SEND, dirty RAM on the stream, device state into a buffer
+ *   save       VMSTATE_SEND, dirty RAM on the stream, device state
+ *              into a buffer
  *   send       [RAM_DIGEST], VMSTATE_SIZE, the buffered device state
  *   ack        <- RECEIVED (the secondary holds it all),
  *              [<- RAM_DIGEST_RESULT], <- LOADED
@@ -354,8 +355,8 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
         colo_stats_checkpoint_end();
         p->checkpoints++;
         trace_colo_checkpoint_end(p->checkpoints,
-                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - start,
-                                  device_bytes);
+                                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) -
+                                  start, device_bytes);
     }
     /* On failure the VM stays stopped until a failover restarts it. */
     colo_primary_drop_checkpoint_state(p);

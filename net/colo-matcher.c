@@ -17,8 +17,10 @@ typedef struct ColoHeld {
     ColoPacket pkt;             /* points into f.data */
     bool raw;                   /* did not parse: compared byte for byte */
     bool budgeted;              /* a secondary frame counted in the budget */
-    /* TCP only: [seq_start, seq_end) in sequence space; SYN and FIN
-     * count one each, data is [data_start, data_end). */
+    /*
+     * TCP only: [seq_start, seq_end) in sequence space; SYN and FIN
+     * count one each, data is [data_start, data_end).
+     */
     uint32_t seq_start;
     uint32_t data_start;
     uint32_t data_end;
@@ -428,8 +430,10 @@ static bool tcp_handshake(ColoMatcher *m, ColoFlow *fl, ColoHeld *p)
     return true;
 }
 
-/* A RST at the head of the primary queue is matched by one from the
- * secondary; anything else the secondary still says means it did not. */
+/*
+ * A RST at the head of the primary queue is matched by one from the
+ * secondary; anything else the secondary still says means it did not.
+ */
 static bool tcp_reset(ColoMatcher *m, ColoFlow *fl)
 {
     ColoHeld *s = g_queue_peek_head(&fl->held[SIDE_S]);

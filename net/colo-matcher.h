@@ -110,15 +110,15 @@ typedef struct ColoMatcherStats {
     uint64_t match_wait_max_ns;
     uint64_t secondary_dropped; /* secondary frames discarded after use */
     uint64_t diverged[COLO_DIVERGED__MAX];
-    uint64_t released_unmatched;/* released without a partner and without
-                                   a checkpoint: no replica, or a flush */
-    uint64_t released_checkpoint;/* held until a checkpoint committed */
-    uint64_t held_for_checkpoint;/* gave up on a partner, waited for one */
+    /* released without a partner or a checkpoint (no replica, a flush) */
+    uint64_t released_unmatched;
+    uint64_t released_checkpoint; /* held until a checkpoint committed */
+    uint64_t held_for_checkpoint; /* gave up on a partner, waited for one */
     uint64_t primary_dropped;   /* freed while a checkpoint owed them */
     uint64_t secondary_expired; /* secondary frames dropped unmatched */
     uint64_t secondary_refused; /* not held: over max_secondary_bytes */
-    uint64_t secondary_conns_evicted;/* secondary-only connections
-                                        forgotten to make room */
+    /* secondary-only connections forgotten to make room */
+    uint64_t secondary_conns_evicted;
     uint64_t retransmits;       /* frames carrying only matched bytes */
     uint64_t non_ip;            /* frames compared as opaque payload */
     uint64_t checkpoints;       /* checkpoint_begin calls */
@@ -146,9 +146,9 @@ void colo_matcher_input(ColoMatcher *m, ColoSide side, const ColoFrame *frame);
 /*
  * Give up on the partners of frames that waited longer than the timeout
  * at @now_ns: primary frames wait for a checkpoint (or leave, with no
- * replica to protect), secondary ones are dropped.  Returns the arrival time of the oldest
- * frame still held, or INT64_MAX if none, so the owner knows when to call
- * again.
+ * replica to protect), secondary ones are dropped.  Returns the arrival
+ * time of the oldest frame still held, or INT64_MAX if none, so the owner
+ * knows when to call again.
  */
 int64_t colo_matcher_expire(ColoMatcher *m, int64_t now_ns);
 

@@ -54,10 +54,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(ColoRewriter, colo_rewriter_free)
 /*
  * Look at one frame of @len bytes, the first @vnet_hdr_len of which are a
  * virtio-net header, and rewrite its TCP seq or ack, and its timestamp
- * option, in place when its connection has non-zero offsets.  @now_ms is a monotonic time in ms,
- * used only to expire closed connections.  Returns true when @buf was
- * changed.  Any byte sequence is accepted: frames that do not parse, or
- * are not TCP, are counted and left unchanged.
+ * option, in place when its connection has non-zero offsets.  @now_ms is
+ * a monotonic time in ms, used only to expire closed connections.
+ * Returns true when @buf was changed.  Any byte sequence is accepted:
+ * frames that do not parse, or are not TCP, are counted and left
+ * unchanged.
  *
  * The TCP checksum is updated incrementally (RFC 1624), except when the
  * vnet header says VIRTIO_NET_HDR_F_NEEDS_CSUM: the field then holds only

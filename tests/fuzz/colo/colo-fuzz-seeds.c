@@ -109,7 +109,8 @@ int main(int argc, char **argv)
     write_seed(argv[1], "tcp-session", s);
 
     s = g_byte_array_new();
-    op_frame(s, OP_BOTH, tf_tcp(&web, 0xfffffff0, 5, TF_ACK, "0123456789abcdef0123"));
+    op_frame(s, OP_BOTH,
+             tf_tcp(&web, 0xfffffff0, 5, TF_ACK, "0123456789abcdef0123"));
     op_frame(s, OP_S, tf_tcp(&web, 0xfffffff0, 5, TF_ACK, "0123"));
     op_frame(s, OP_P, tf_tcp(&web, 0xfffffff0, 5, TF_RST, NULL));
     op(s, OP_TIME, 200);

@@ -23,6 +23,7 @@
 #include "qemu/osdep.h"
 #include "net/colo-matcher.h"
 #include "fuzz-tcp-desc.h"
+#include "fuzz-entry.h"
 
 enum {
     OP_PRIMARY,
@@ -93,8 +94,6 @@ static void feed(Fuzz *fz, ColoSide side, const uint8_t *p, size_t len,
     }
     colo_matcher_input(fz->m, side, &f);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

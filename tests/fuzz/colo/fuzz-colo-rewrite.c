@@ -21,6 +21,7 @@
 #include "qemu/osdep.h"
 #include "net/colo-rewrite.h"
 #include "fuzz-tcp-desc.h"
+#include "fuzz-entry.h"
 
 enum {
     OP_FROM_GUEST,
@@ -56,8 +57,6 @@ static void check_frame(const uint8_t *before, const uint8_t *after,
         abort();
     }
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1245,8 +1245,10 @@ static void test_key_directions(void)
         finish(eth_wrap(ip6_wrap(seg_udp(10, 9, ""), T_PROTO_UDP, ip6_client,
                                  ip6_server), T_ETH_IP6, NULL, 0), 0),
         COLO_DIR_B_TO_A);
-    /* An echo's identifier stands for the ports: request and reply
-     * share a key. */
+    /*
+     * An echo's identifier stands for the ports: request and reply
+     * share a key.
+     */
     check_key_pair(
         finish(eth_wrap(ip4_wrap(seg_icmp(8, 0, ""), T_PROTO_ICMP, ip4_client,
                                  ip4_server, 0, 0), T_ETH_IP4, NULL, 0), 0),
@@ -1257,6 +1259,8 @@ static void test_key_directions(void)
 
 static void test_key_distinct(void)
 {
+    static const uint8_t ip6_v4_client[16] = { 10, 0, 0, 1 };
+    static const uint8_t ip6_v4_server[16] = { 10, 0, 0, 2 };
     TestFrame f[] = {
         tcp4(ip4_client, ip4_server, 40000, 80),
         tcp4(ip4_client, ip4_server, 40001, 80),
@@ -1273,9 +1277,7 @@ static void test_key_distinct(void)
                         T_ETH_IP4, NULL, 0), 0),
         /* IPv4 addresses padded with zeros, but family 6. */
         finish(eth_wrap(ip6_wrap(seg_tcp(40000, 80, 0, 0, 0, 0, ""),
-                                 T_PROTO_TCP,
-                                 (const uint8_t[16]){ 10, 0, 0, 1 },
-                                 (const uint8_t[16]){ 10, 0, 0, 2 }),
+                                 T_PROTO_TCP, ip6_v4_client, ip6_v4_server),
                         T_ETH_IP6, NULL, 0), 0),
     };
     ColoConnKey keys[G_N_ELEMENTS(f)];
