@@ -23,6 +23,8 @@ FUZZ_PKGS="clang-14 libclang-rt-14-dev"
 DEBUG_PKGS="gdb"
 # Cluster tests: real Corosync + Pacemaker nodes built from namespaces.
 CLUSTER_PKGS="corosync pacemaker crmsh resource-agents fence-agents"
+# The docs build (buildsys/check-docs.sh), as QEMU's configure wants it.
+DOCS_PKGS="python3-sphinx python3-sphinx-rtd-theme"
 
 MESON_MIN=1.5
 
@@ -50,7 +52,7 @@ apt_update_once() {
 
 missing=
 for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS $DEBUG_PKGS \
-         $CLUSTER_PKGS; do
+         $CLUSTER_PKGS $DOCS_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $p"
     fi

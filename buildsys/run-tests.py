@@ -55,6 +55,11 @@ def run_build_checks(build):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     results.append(("style/checkpatch", r.returncode, r.stdout))
+    # The manual, Sphinx warnings as errors, with the COLO pages in it.
+    r = subprocess.run([os.path.join(HERE, "check-docs.sh"), build],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    results.append(("docs/manual", r.returncode, r.stdout))
     # A short fuzzing run of each target; `make fuzz` runs them for longer.
     r = subprocess.run([os.path.join(HERE, "fuzz.sh"), build,
                         str(FUZZ_BRIEF_SECONDS)],
