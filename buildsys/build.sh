@@ -30,7 +30,7 @@ CONFIGURE_OPTS="--python=$PY --target-list=x86_64-softmmu
   --enable-replication --enable-colo-proxy"
 
 "$here/fetch-base.sh" "$BUILD/base"
-$PY "$here/merge-tree.py" "$repo" "$BUILD/base" "$BUILD/src" "$BUILD/colo-manifest.txt"
+$PY "$here/merge_tree.py" "$repo" "$BUILD/base" "$BUILD/src" "$BUILD/colo-manifest.txt"
 
 mkdir -p "$BUILD/qemu"
 opts_stamp="$BUILD/qemu/.colo-configure-opts"
@@ -53,7 +53,7 @@ make -C "$BUILD/qemu" -j"$JOBS" --no-print-directory >"$BUILD/qemu/make.log" 2>&
     echo "build: compile failed, see $BUILD/qemu/make.log" >&2
     exit 1
 }
-$PY "$here/check-no-base-colo.py" "$BUILD"
+$PY "$here/check_no_base_colo.py" "$BUILD"
 "$here/link-firmware.sh" "$BUILD/qemu"
 ninja -C "$BUILD/qemu" colo-guest >"$BUILD/qemu/guest.log" 2>&1 || {
     tail -20 "$BUILD/qemu/guest.log" >&2

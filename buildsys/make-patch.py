@@ -4,9 +4,9 @@
     make-patch.py NAME "Subject" "Body..." FILE...
 
 For each FILE (a path in QEMU's tree), the edited copy is read from
-build/patch-work/FILE and compared with build/base/FILE as the patches
-before NAME in patches/series leave it, so that a patch can build on an
-earlier one that touches the same file.  Copy that state of the file there
+$BUILD/patch-work/FILE (BUILD: build/ by default) and compared with
+$BUILD/base/FILE as the patches before NAME in patches/series leave it,
+so that a patch can build on an earlier one that touches the same file.  Copy that state of the file there
 (`make-patch.py --prepare NAME FILE...` does), edit it, then run this.
 NAME is added to patches/series if missing.
 """
@@ -19,6 +19,9 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The build tree whose base and patch-work it uses: make build's, unless
+# BUILD names another (as make does).
+BUILD = os.path.abspath(os.environ.get("BUILD", os.path.join(REPO, "build")))
 
 
 def series_before(name):
@@ -51,7 +54,7 @@ def old_text(name, rel):
     try:
         dst = os.path.join(tmp, rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy(os.path.join(REPO, "build", "base", rel), dst)
+        shutil.copy(os.path.join(BUILD, "base", rel), dst)
         for p in series_before(name):
             with open(os.path.join(REPO, "patches", p)) as f:
                 section = file_section(f.read(), rel)
@@ -66,7 +69,7 @@ def old_text(name, rel):
 
 def prepare(name, files):
     for rel in files:
-        dst = os.path.join(REPO, "build", "patch-work", rel)
+        dst = os.path.join(BUILD, "patch-work", rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         with open(dst, "w") as f:
             f.writelines(old_text(name, rel))
@@ -83,7 +86,7 @@ def main(argv):
     out = [subject, "", body.strip(), ""]
     for rel in files:
         old = old_text(name, rel)
-        with open(os.path.join(REPO, "build", "patch-work", rel)) as f:
+        with open(os.path.join(BUILD, "patch-work", rel)) as f:
             new = f.readlines()
         diff = list(difflib.unified_diff(old, new, "a/" + rel, "b/" + rel))
         if not diff:

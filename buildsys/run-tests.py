@@ -46,10 +46,14 @@ def run_build_checks(build):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                universal_newlines=True)
             results.append(("buildsys/" + name[:-3], r.returncode, r.stdout))
-    r = subprocess.run([PY, os.path.join(HERE, "check-no-base-colo.py"), build],
+    r = subprocess.run([PY, os.path.join(HERE, "check_no_base_colo.py"), build],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     results.append(("build/no-base-colo-in-tree", r.returncode, r.stdout))
+    r = subprocess.run([PY, os.path.join(HERE, "check-overlay-compiled.py"),
+                        build], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    results.append(("build/overlay-compiled", r.returncode, r.stdout))
     # QEMU's coding style, on our sources and patches alike.
     r = subprocess.run([PY, os.path.join(HERE, "checkpatch.py"), build],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

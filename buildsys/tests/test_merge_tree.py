@@ -11,8 +11,8 @@ import unittest
 
 BUILDSYS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, BUILDSYS)
-merge_tree = __import__("merge-tree")
-check = __import__("check-no-base-colo")
+import merge_tree  # noqa: E402
+import check_no_base_colo as check  # noqa: E402
 
 BASE_COLO_C = "/* the base's own COLO checkpoint loop */\nint colo_loop;\n"
 
@@ -60,7 +60,7 @@ class MergeTreeTest(unittest.TestCase):
 
     def merge(self):
         return subprocess.run(
-            [sys.executable, os.path.join(BUILDSYS, "merge-tree.py"),
+            [sys.executable, os.path.join(BUILDSYS, "merge_tree.py"),
              self.repo, self.base, self.src, self.manifest],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             universal_newlines=True)

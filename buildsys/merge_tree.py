@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Build the merged QEMU source tree: base, minus its COLO, plus ours.
 
-    merge-tree.py REPO BASE OUT MANIFEST
+    merge_tree.py REPO BASE OUT MANIFEST
 
 BASE is the unpacked pristine base, OUT the merged tree that configure and
 ninja work on.  The merged tree is first assembled in OUT.stage (hard links

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Check that none of the base's own COLO implementation reaches the build.
 
-    check-no-base-colo.py BUILD
+    check_no_base_colo.py BUILD
 
 BUILD/src is the merged tree, BUILD/base the pristine base and
 BUILD/qemu/compile_commands.json what ninja compiles.  Fails when
@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from colo_files import BASE_COLO_FILES  # noqa: E402
 
-merge_tree = __import__("merge-tree")
+import merge_tree  # noqa: E402
 
 
 def project_paths(manifest):
@@ -46,7 +46,7 @@ def problems(build):
 
 def main(argv):
     if len(argv) != 2:
-        print("usage: check-no-base-colo.py BUILD", file=sys.stderr)
+        print("usage: check_no_base_colo.py BUILD", file=sys.stderr)
         return 2
     found = problems(os.path.abspath(argv[1]))
     for p in found:
