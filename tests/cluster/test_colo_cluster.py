@@ -711,13 +711,19 @@ def scenario(lab, p, args, fig, saved, vmh):
         fig[f"{step}_online"] = lab.wait_online(timeout=90)
 
         def reprotected():
+            # A secondary being set up never looks like a guest of its
+            # own: the agent would take it for a primary and restart it.
+            joining = vm.role(node)
+            check(joining[0] not in ("alone", "primary"),
+                  f"({step}) {name(node)}'s QEMU reports {joining} while "
+                  f"it is being protected")
             for via in (1, 2):
                 roles = vm.clone_roles(via)
                 if not roles or roles[0] != [name(holder)] or \
                         roles[1] != [name(node)]:
                     return False
             return (vm.role(holder) == ("primary", "running")
-                    and vm.role(node) == ("secondary", "running"))
+                    and joining == ("secondary", "running"))
         lab.wait_for(f"{name(node)} Unpromoted, COLO running "
                      f"{name(holder)} -> {name(node)}", reprotected, 180,
                      interval=0.5)

@@ -31,14 +31,31 @@
 #define LAUNCH_PROBE_MS 2000
 #define LOG_TAIL_BYTES 2000
 
+/* Whether an argument of process @pid contains @needle (@whole: is it). */
+static bool cmdline_has(guint64 pid, const char *needle, bool whole)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%" PRIu64 "/cmdline",
+                                            pid);
+    g_autofree char *cmdline = NULL;
+    gsize len;
+
+    if (!g_file_get_contents(path, &cmdline, &len, NULL)) {
+        return false;
+    }
+    for (gsize off = 0; off < len; off += strlen(cmdline + off) + 1) {
+        if (whole ? !strcmp(cmdline + off, needle)
+                  : strstr(cmdline + off, needle) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 pid_t colo_node_pid(const ColoConfig *cfg)
 {
     g_autofree char *pidfile = colo_config_run_file(cfg, PID_FILE);
     g_autofree char *sock = colo_config_run_file(cfg, QMP_SOCKET);
     g_autofree char *text = NULL;
-    g_autofree char *cmdline_path = NULL;
-    g_autofree char *cmdline = NULL;
-    gsize len;
     guint64 pid;
 
     if (!g_file_get_contents(pidfile, &text, NULL, NULL) ||
@@ -47,16 +64,12 @@ pid_t colo_node_pid(const ColoConfig *cfg)
         return 0;
     }
     /* A recycled pid is not our QEMU: it must name our monitor socket. */
-    cmdline_path = g_strdup_printf("/proc/%" PRIu64 "/cmdline", pid);
-    if (!g_file_get_contents(cmdline_path, &cmdline, &len, NULL)) {
-        return 0;
-    }
-    for (gsize off = 0; off < len; off += strlen(cmdline + off) + 1) {
-        if (strstr(cmdline + off, sock)) {
-            return pid;
-        }
-    }
-    return 0;
+    return cmdline_has(pid, sock, false) ? pid : 0;
+}
+
+bool colo_node_started_as_secondary(pid_t pid)
+{
+    return cmdline_has(pid, "-incoming", true);
 }
 
 QmpClient *colo_node_monitor(const ColoConfig *cfg, ColoMonitor which,

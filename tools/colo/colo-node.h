@@ -27,6 +27,9 @@ pid_t colo_node_pid(const ColoConfig *cfg);
 bool colo_node_launch(const ColoConfig *cfg, ColoNodeRole role,
                       int timeout_ms, Error **errp);
 
+/* Whether QEMU @pid was started as a secondary (waiting for a guest). */
+bool colo_node_started_as_secondary(pid_t pid);
+
 /* Quit QEMU, then kill it if it has not gone after @timeout_ms. */
 bool colo_node_stop(const ColoConfig *cfg, int timeout_ms, Error **errp);
 

@@ -25,12 +25,23 @@
 #include "colo-node.h"
 #include "colo-status.h"
 
-static const char *role_of(const char *mode, const char *vm)
+/*
+ * A secondary's QEMU leaves "inmigrate" when the first migration has
+ * loaded, a moment before COLO starts: until then it has been in no COLO
+ * session (last-mode none) and runs no guest of its own.  Calling it
+ * "alone" would make a cluster manager take it for a primary.
+ */
+static const char *role_of(const char *mode, const char *last_mode,
+                           const char *vm, bool started_as_secondary)
 {
     if (!strcmp(mode, "primary") || !strcmp(mode, "secondary")) {
         return mode;
     }
-    return strcmp(vm, "inmigrate") ? "alone" : "waiting-for-primary";
+    if (!strcmp(vm, "inmigrate") ||
+        (started_as_secondary && !strcmp(last_mode, "none"))) {
+        return "waiting-for-primary";
+    }
+    return "alone";
 }
 
 /* Every unsigned counter colo-compare offers for @nic. */
@@ -75,7 +86,7 @@ ColoStatusCode colo_status_print(const ColoConfig *cfg, int timeout_ms,
     g_autoptr(QDict) run = NULL;
     Error *err = NULL;
     QmpClient *qmp;
-    const char *mode, *reason, *vm;
+    const char *mode, *last_mode, *reason, *vm;
     bool hung;
 
     if (!pid) {
@@ -98,9 +109,12 @@ ColoStatusCode colo_status_print(const ColoConfig *cfg, int timeout_ms,
         return hung ? COLO_STATUS_HUNG : COLO_STATUS_ERROR;
     }
     mode = qdict_get_try_str(colo, "mode") ?: "none";
+    last_mode = qdict_get_try_str(colo, "last-mode") ?: "none";
     reason = qdict_get_try_str(colo, "reason") ?: "none";
     vm = qdict_get_try_str(run, "status") ?: "unknown";
-    fprintf(out, "qemu=running\nrole=%s\n", role_of(mode, vm));
+    fprintf(out, "qemu=running\nrole=%s\n",
+            role_of(mode, last_mode, vm,
+                    colo_node_started_as_secondary(pid)));
     if (!strcmp(mode, "none")) {
         fprintf(out, "colo=off\n");
     } else if (!strcmp(reason, "peer-lost") || !strcmp(reason, "peer-left")) {
