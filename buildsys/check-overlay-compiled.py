@@ -21,23 +21,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from colo_files import OVERLAY_ROOTS  # noqa: E402
+from colo_files import OVERLAY_ROOTS, overlay_files  # noqa: E402
 
 NOT_BY_MESON = ("tests/fuzz/",)
 
 
 def overlay_sources():
-    found = []
-    for root in OVERLAY_ROOTS:
-        path = os.path.join(REPO, root)
-        if os.path.isfile(path):
-            found.append(root)
-            continue
-        for dirpath, _, names in os.walk(path):
-            found += [os.path.relpath(os.path.join(dirpath, n), REPO)
-                      for n in names]
-    return sorted(f for f in found if f.endswith(".c")
-                  and not f.startswith(NOT_BY_MESON))
+    return [f for f in overlay_files(REPO, (".c",))
+            if not f.startswith(NOT_BY_MESON)]
 
 
 GUARDS = ("fs.exists(", "is_variable(")

@@ -18,21 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from colo_files import OVERLAY_ROOTS  # noqa: E402
-
-
-def overlay_sources():
-    """The overlay's .c and .h files, relative to the repository."""
-    found = []
-    for root in OVERLAY_ROOTS:
-        path = os.path.join(REPO, root)
-        if os.path.isfile(path):
-            found.append(root)
-            continue
-        for dirpath, _, names in os.walk(path):
-            found += [os.path.relpath(os.path.join(dirpath, n), REPO)
-                      for n in names if n.endswith((".c", ".h"))]
-    return sorted(f for f in found if f.endswith((".c", ".h")))
+from colo_files import overlay_files  # noqa: E402
 
 
 def series():
@@ -56,7 +42,7 @@ def main():
     if not os.path.exists(script):
         sys.exit(f"checkpatch: {script} is missing: run make build first")
     bad = 0
-    sources = overlay_sources()
+    sources = overlay_files(REPO, (".c", ".h"))
     patches = series()
     for path in sources:
         rc, out = check(script, ["-f", path])

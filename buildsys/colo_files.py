@@ -5,6 +5,8 @@ the checks refuse any build in which one of them, or a file with the same
 bytes, would reach the compiler.
 """
 
+import os
+
 BASE_COLO_FILES = (
     "migration/colo.c",
     "migration/colo-failover.c",
@@ -39,3 +41,18 @@ OVERLAY_ROOTS = (
     "tests",
     "tools/colo",
 )
+
+
+def overlay_files(repo, suffixes):
+    """The overlay's files whose names end with one of @suffixes, as paths
+    relative to @repo, sorted."""
+    found = []
+    for root in OVERLAY_ROOTS:
+        path = os.path.join(repo, root)
+        if os.path.isfile(path):
+            found.append(root)
+            continue
+        for dirpath, _, names in os.walk(path):
+            found += [os.path.relpath(os.path.join(dirpath, n), repo)
+                      for n in names]
+    return sorted(f for f in found if f.endswith(tuple(suffixes)))

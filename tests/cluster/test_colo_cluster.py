@@ -685,10 +685,7 @@ def scenario(lab, p, args, fig, saved, vmh):
               f"({step}) the guest's uptime went from {state['uptime']} to "
               f"{new_uptime}: it rebooted")
         state["uptime"] = new_uptime
-        shell.ok("colo-workload stop")
-        disk = shell.ok("colo-workload check")
-        check(disk.startswith("check ok"),
-              f"({step}) colo-workload check: {disk}")
+        disk = workload_checked(shell, step)
         expect_scores(vm, survivor, {victim: SCORE_STALE,
                                      survivor: SCORE_CURRENT}, f"({step})")
         _, failed = web.counts(t0)
@@ -795,9 +792,7 @@ def scenario(lab, p, args, fig, saved, vmh):
     new_uptime = float(shell.ok("cut -d' ' -f1 /proc/uptime"))
     check(new_uptime > uptime, f"(f) the guest's uptime went from {uptime} "
           f"to {new_uptime}: it rebooted")
-    shell.ok("colo-workload stop")
-    disk = shell.ok("colo-workload check")
-    check(disk.startswith("check ok"), f"(f) colo-workload check: {disk}")
+    disk = workload_checked(shell, "f")
     _, fig["f_failed"] = web.counts(t0)
     say(f"(f) cut {name(1)}'s link: {name(2)} fenced {fig['f_fenced']:.1f}s "
         f"(secondary pid {sec_pid} gone), {name(1)} alone, cut->HTTP works "
@@ -815,6 +810,26 @@ def scenario(lab, p, args, fig, saved, vmh):
 
     consoles_clean(lab, vm)
     fig["ok"], fig["failed"] = web.counts(web_up)
+
+
+def workload_checked(shell, step):
+    """Stop the guest's disk journal and check that the last acknowledged
+    records are on its disk; returns the check's line."""
+    shell.ok("colo-workload stop")
+    disk = shell.ok("colo-workload check")
+    check(disk.startswith("check ok"), f"({step}) colo-workload check: {disk}")
+    return disk
+
+
+def wait_protected(lab, vm, pri, sec, step, timeout):
+    """Wait for COLO running from node @pri to node @sec, with both
+    promotion scores current."""
+    name = lab.node_name
+    lab.wait_for(f"COLO running {name(pri)} -> {name(sec)}",
+                 lambda: vm.role(pri) == ("primary", "running")
+                 and vm.role(sec) == ("secondary", "running"), timeout,
+                 interval=0.5)
+    expect_scores(vm, pri, {1: SCORE_CURRENT, 2: SCORE_CURRENT}, f"({step})")
 
 
 def watch_single_guest(lab, vm, step, nodes):
@@ -873,16 +888,10 @@ def replication_link_loss(lab, vm, web, shell, echo, state, fig):
     echo.roundtrip(f"with the replication link down ({step})")
     t1 = time.monotonic()
     lab.run(2, ["nft", "delete", "table", "inet", "colo_link"], check=True)
-    lab.wait_for(f"COLO running {name(1)} -> {name(2)} again",
-                 lambda: vm.role(1) == ("primary", "running")
-                 and vm.role(2) == ("secondary", "running"), 120,
-                 interval=0.5)
+    wait_protected(lab, vm, 1, 2, step, 120)
     fig["h_colo"] = time.monotonic() - t1
-    expect_scores(vm, 1, {1: SCORE_CURRENT, 2: SCORE_CURRENT}, f"({step})")
     echo.roundtrip(f"after the replication link healed ({step})")
-    shell.ok("colo-workload stop")
-    disk = shell.ok("colo-workload check")
-    check(disk.startswith("check ok"), f"({step}) colo-workload check: {disk}")
+    disk = workload_checked(shell, step)
     lab.wait_for("the disks of both nodes equal", lambda: same_content(
         lab.node_path(1, DISK), lab.node_path(2, DISK)), 10, interval=1)
     state["sec_pid"] = vm.status(2).get("pid")
@@ -931,16 +940,10 @@ def hung_primary(lab, vm, web, shell, echo, state, fig):
           f"{st.get('pid')}, not the secondary {sec_pid}: the guest was "
           f"restarted, not failed over")
     echo.roundtrip(f"after the hang ({step})")
-    shell.ok("colo-workload stop")
-    disk = shell.ok("colo-workload check")
-    check(disk.startswith("check ok"), f"({step}) colo-workload check: {disk}")
+    disk = workload_checked(shell, step)
     shell.ok("colo-workload start")
-    lab.wait_for(f"COLO running {name(2)} -> {name(1)}",
-                 lambda: vm.role(2) == ("primary", "running")
-                 and vm.role(1) == ("secondary", "running"), 180,
-                 interval=0.5)
+    wait_protected(lab, vm, 2, 1, step, 180)
     fig["i_colo"] = time.monotonic() - t0
-    expect_scores(vm, 2, {1: SCORE_CURRENT, 2: SCORE_CURRENT}, f"({step})")
     echo.roundtrip(f"after the reprotection ({step})")
     say(f"({step}) SIGSTOP {name(1)}'s QEMU: {name(2)} Promoted "
         f"{fig['i_promoted']:.1f}s, HTTP works {fig['i_http']:.1f}s, the "

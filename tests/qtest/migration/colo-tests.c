@@ -1812,6 +1812,18 @@ static const TfFlow colo_udp_flow = {
     .sport = 5353, .dport = 40000,
 };
 
+/* The primary goes on alone, and the pair and the compare rig go. */
+static void colo_compare_test_end(QTestState *from, QTestState *to,
+                                  ColoEvents *src_ev, ColoEvents *dst_ev)
+{
+    colo_lost_heartbeat(from, false);
+    colo_wait_exit(from, src_ev);
+    migrate_end(from, to, false);
+    colo_compare_rig_close();
+    colo_events_free(src_ev);
+    colo_events_free(dst_ev);
+}
+
 /*
  * A packet the secondary also sent leaves at once.  One it never sends
  * waits for the checkpoint that its timeout asks for, and leaves once the
@@ -1849,12 +1861,7 @@ static void colo_test_output_commit(const void *opaque)
     g_assert_cmpuint(colo_compare_counter(from, "released-unmatched"), ==,
                      0);
 
-    colo_lost_heartbeat(from, false);
-    colo_wait_exit(from, &src_ev);
-    migrate_end(from, to, false);
-    colo_compare_rig_close();
-    colo_events_free(&src_ev);
-    colo_events_free(&dst_ev);
+    colo_compare_test_end(from, to, &src_ev, &dst_ev);
 }
 
 /*
@@ -2201,12 +2208,7 @@ static void colo_test_stats(const void *opaque)
         g_assert_nonnull(strstr(hmp, next));
     }
 
-    colo_lost_heartbeat(from, false);
-    colo_wait_exit(from, &src_ev);
-    migrate_end(from, to, false);
-    colo_compare_rig_close();
-    colo_events_free(&src_ev);
-    colo_events_free(&dst_ev);
+    colo_compare_test_end(from, to, &src_ev, &dst_ev);
 }
 
 /* Changing x-checkpoint-delay re-arms the primary's timer at once. */
