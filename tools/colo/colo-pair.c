@@ -18,6 +18,7 @@
 #include "qemu/osdep.h"
 #include <netdb.h>
 #include <poll.h>
+#include <sys/file.h>
 #include "qapi/error.h"
 #include "qobject/qjson.h"
 #include "qobject/qlist.h"
@@ -462,6 +463,21 @@ static bool migration_idle(QmpClient *qmp, Error **errp)
  * goes to the NBD server: a connection that closes before its handshake
  * does that server no harm, as it would to an incoming migration.
  */
+/* 0 once @fd's connect has finished, ETIMEDOUT if not within @ms. */
+static int connect_wait(int fd, int ms)
+{
+    int64_t deadline = g_get_monotonic_time() / 1000 + ms;
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    int rc;
+
+    do {
+        int left = deadline - g_get_monotonic_time() / 1000;
+
+        rc = poll(&pfd, 1, MAX(left, 0));
+    } while (rc < 0 && errno == EINTR);
+    return rc == 1 ? 0 : ETIMEDOUT;
+}
+
 static bool peer_reachable(const ColoConfig *cfg, Error **errp)
 {
     g_autofree char *port = g_strdup_printf("%u", colo_config_nbd_port(cfg));
@@ -477,25 +493,23 @@ static bool peer_reachable(const ColoConfig *cfg, Error **errp)
         return false;
     }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        struct pollfd pfd = { .events = POLLOUT };
         socklen_t len = sizeof(err);
-
-        pfd.fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
                         SOCK_CLOEXEC, ai->ai_protocol);
-        if (pfd.fd < 0) {
+
+        if (fd < 0) {
             err = errno;
             continue;
         }
-        if (connect(pfd.fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             err = 0;
         } else if (errno != EINPROGRESS) {
             err = errno;
-        } else if (poll(&pfd, 1, PEER_PROBE_MS) != 1) {
-            err = ETIMEDOUT;
-        } else if (getsockopt(pfd.fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+        } else if ((err = connect_wait(fd, PEER_PROBE_MS)) == 0 &&
+                   getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
             err = errno;
         }
-        close(pfd.fd);
+        close(fd);
         if (!err) {
             break;
         }
@@ -523,16 +537,49 @@ static QmpClient *open_with_state(const ColoConfig *cfg, ColoMonitor which,
     return qmp;
 }
 
+/*
+ * One protection per node at a time: before its migration starts, a
+ * protection is busy with the disks, which no QEMU state shows, and a
+ * second one would tear down what the first has set up.  The lock goes
+ * with the process, however it ends.  Returns its fd, or -1.
+ */
+static int protect_lock(const ColoConfig *cfg, Error **errp)
+{
+    g_autofree char *path = g_build_filename(cfg->run_dir, "protect.lock",
+                                             NULL);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot open %s", path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK) {
+            error_setg(errp, "another protect of this node is under way");
+        } else {
+            error_setg_errno(errp, errno, "cannot lock %s", path);
+        }
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
                        Error **errp)
 {
     int64_t deadline = now_ms() + timeout_ms;
+    int lock = protect_lock(cfg, errp);
     QmpClient *qmp;
     ColoState s = {};
     bool ok = false;
 
+    if (lock < 0) {
+        return false;
+    }
     qmp = open_with_state(cfg, COLO_MONITOR_SESSION, timeout_ms, &s, errp);
     if (!qmp) {
+        close(lock);
         return false;
     }
     if (!strcmp(s.mode, "primary")) {
@@ -577,6 +624,7 @@ bool colo_pair_protect(const ColoConfig *cfg, bool resync, int timeout_ms,
 out:
     colo_state_clear(&s);
     qmp_client_close(qmp);
+    close(lock);
     return ok;
 }
 

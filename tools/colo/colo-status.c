@@ -44,36 +44,50 @@ static const char *role_of(const char *mode, const char *last_mode,
     return "alone";
 }
 
-/* Every unsigned counter colo-compare offers for @nic. */
-static void print_compare(QmpClient *qmp, const ColoNicConfig *nic,
-                          FILE *out)
+/* Every counter of @nic's colo-compare, from one qom-list-get answer. */
+static void print_counters(const ColoNicConfig *nic, QDict *values,
+                           FILE *out)
 {
-    g_autofree char *path = g_strdup_printf("/objects/%s-compare", nic->id);
-    QObject *ret = qmp_client_call(qmp, "qom-list", qdict_from_jsonf_nofail(
-                                       "{'path': %s}", path), NULL);
-    QList *props = qobject_to(QList, ret);
+    QList *props = values ? qdict_get_qlist(values, "properties") : NULL;
 
     for (const QListEntry *e = props ? qlist_first(props) : NULL; e;
          e = qlist_next(e)) {
         QDict *prop = qobject_to(QDict, qlist_entry_obj(e));
         const char *name = prop ? qdict_get_try_str(prop, "name") : NULL;
-        QObject *value;
-        QNum *num;
+        QNum *num = prop ? qobject_to(QNum, qdict_get(prop, "value")) : NULL;
         uint64_t u;
 
         /* The counters; the settable numbers are the ones with '_'. */
-        if (!name || strchr(name, '_') ||
-            g_strcmp0(qdict_get_try_str(prop, "type"), "uint64")) {
+        if (!name || strchr(name, '_') || !num ||
+            g_strcmp0(qdict_get_try_str(prop, "type"), "uint64") ||
+            !qnum_get_try_uint(num, &u)) {
             continue;
         }
-        value = qmp_client_call(qmp, "qom-get", qdict_from_jsonf_nofail(
-                                    "{'path': %s, 'property': %s}",
-                                    path, name), NULL);
-        num = qobject_to(QNum, value);
-        if (num && qnum_get_try_uint(num, &u)) {
-            fprintf(out, "%s.%s=%" PRIu64 "\n", nic->id, name, u);
-        }
-        qobject_unref(value);
+        fprintf(out, "%s.%s=%" PRIu64 "\n", nic->id, name, u);
+    }
+}
+
+/* The counters of every NIC's colo-compare, in one query. */
+static void print_compare(QmpClient *qmp, const ColoConfig *cfg, FILE *out)
+{
+    QList *paths = qlist_new();
+    QDict *args = qdict_new();
+    QList *ret;
+    const QListEntry *e;
+
+    for (unsigned i = 0; i < cfg->nics->len; i++) {
+        const ColoNicConfig *nic = g_ptr_array_index(cfg->nics, i);
+        g_autofree char *path = g_strdup_printf("/objects/%s-compare",
+                                                nic->id);
+
+        qlist_append_str(paths, path);
+    }
+    qdict_put(args, "paths", paths);
+    ret = qobject_to(QList, qmp_client_call(qmp, "qom-list-get", args, NULL));
+    e = ret ? qlist_first(ret) : NULL;
+    for (unsigned i = 0; i < cfg->nics->len && e; i++, e = qlist_next(e)) {
+        print_counters(g_ptr_array_index(cfg->nics, i),
+                       qobject_to(QDict, qlist_entry_obj(e)), out);
     }
     qobject_unref(ret);
 }
@@ -130,9 +144,7 @@ ColoStatusCode colo_status_print(const ColoConfig *cfg, int timeout_ms,
                 qdict_get_try_int(colo, "verify-mismatches", 0));
     }
     if (!strcmp(mode, "primary")) {
-        for (unsigned i = 0; i < cfg->nics->len; i++) {
-            print_compare(qmp, g_ptr_array_index(cfg->nics, i), out);
-        }
+        print_compare(qmp, cfg, out);
     }
     qmp_client_close(qmp);
     return COLO_STATUS_RUNNING;

@@ -15,7 +15,6 @@
 #include <poll.h>
 #include <sys/un.h>
 #include "qapi/error.h"
-#include "qemu/sockets.h"
 #include "qobject/json-parser.h"
 #include "qobject/qjson.h"
 #include "qobject/qlist.h"

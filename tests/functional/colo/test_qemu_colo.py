@@ -405,6 +405,7 @@ def protect_while_asked(node):
     th = threading.Thread(target=protect)
     th.start()
     answered = 0
+    second = None
     try:
         while th.is_alive():
             rc, st = node.status(seconds=3)
@@ -412,12 +413,18 @@ def protect_while_asked(node):
                 assert rc == RUNNING and st.get("qemu") == "running", \
                     f"{node.name}: status during protect: {rc} {st}"
                 answered += 1
+            if second is None and th.is_alive():
+                # A second protect must not tear down the first one's work.
+                second = node.colo("-t", "5", "protect")
             time.sleep(0.2)
     finally:
         th.join()
     rc, out = result["r"]
     assert rc == 0, f"{node.name}: protect --resync failed ({rc}):\n{out}"
     assert answered, f"{node.name}: no status answered during the protection"
+    refusal = "qemu-colo: another protect of this node is under way"
+    assert second and second[0] == ERROR and second[1].strip() == refusal, \
+        f"{node.name}: a second protect during the first: {second}"
     return answered
 
 
