@@ -181,6 +181,7 @@ def with_colo(ns, args):
             echoed = compare_counters(pair.pri.vm, COUNTERS)
             rate = ns.call(bulk, GUEST_IP)
             stats = pair.pri.vm.cmd("query-colo-stats")
+            applied = pair.sec.vm.cmd("query-colo-stats").get("secondary")
             pair.poll_events()
             pauses = [p * 1000 for p in pair.pauses]
             return {"requests": len(latencies), "failures": failures,
@@ -192,7 +193,7 @@ def with_colo(ns, args):
                     "counters": {k: after[k] - before[k] for k in COUNTERS},
                     "echo-requests": (echoed["checkpoint-requests"] -
                                       after["checkpoint-requests"]),
-                    "stats": stats}
+                    "stats": stats, "applied": applied}
     finally:
         for tap in ("tap-p", "tap-s"):
             ns.run(["ip", "link", "delete", tap], check=False)
@@ -232,6 +233,12 @@ def report(base, colo, args):
           f" ms, p99 {st['pause-p99'] / 1000:.1f} ms, max "
           f"{st['pause-max'] / 1000:.1f} ms; mean phases (ms): " +
           ", ".join(f"{k} {v / 1000:.1f}" for k, v in phases.items()))
+    applied = colo["applied"]
+    if applied:
+        print(f"the secondary applied {applied['checkpoints']} checkpoints; "
+              "its mean phases (ms): " +
+              ", ".join(f"{k} {v / 1000:.1f}"
+                        for k, v in applied["phases-mean"].items()))
     print("(busybox httpd's Date header differs between the guests when "
           "their answers straddle a second: those mismatches are real)")
 

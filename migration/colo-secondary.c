@@ -48,6 +48,7 @@
 #include "ram.h"
 #include "multifd.h"
 #include "colo-internal.h"
+#include "colo-stats.h"
 #include "colo-verify.h"
 #include "trace.h"
 
@@ -135,9 +136,13 @@ static bool colo_secondary_handshake(ColoSecondary *sec, Error **errp)
     bool stopped = colo_secondary_stop_vm(errp);
 
     colo_secondary_idle(sec, k);
-    return stopped &&
-           colo_send_message(sec->to_pvm, COLO_MESSAGE_CHECKPOINT_REPLY,
-                             errp);
+    if (!stopped ||
+        !colo_send_message(sec->to_pvm, COLO_MESSAGE_CHECKPOINT_REPLY,
+                           errp)) {
+        return false;
+    }
+    colo_stats_apply_phase_done(COLO_APPLY_STOP);
+    return true;
 }
 
 /* RAM pages land in the COLO RAM cache while the incoming state is COLO. */
@@ -156,6 +161,7 @@ static bool colo_secondary_load_ram(ColoSecondary *sec, Error **errp)
         error_prepend(errp, "COLO: cannot load dirty RAM: ");
         return false;
     }
+    colo_stats_apply_phase_done(COLO_APPLY_RAM);
     return true;
 }
 
@@ -211,6 +217,7 @@ static QIOChannelBuffer *colo_secondary_receive_devices(ColoSecondary *sec,
         return NULL;
     }
     bioc->usage = size;
+    colo_stats_apply_phase_done(COLO_APPLY_DEVICE_STATE);
     return bioc;
 }
 
@@ -228,7 +235,9 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
      * into guest RAM is overwritten by the primary's pages.
      */
     qemu_system_reset(SHUTDOWN_CAUSE_SNAPSHOT_LOAD);
+    colo_stats_apply_phase_done(COLO_APPLY_RESET);
     colo_flush_ram_cache();
+    colo_stats_apply_phase_done(COLO_APPLY_RAM_FLUSH);
 
     fb = qemu_file_new_input(QIO_CHANNEL(bioc));
     ret = qemu_load_device_state(fb, errp);
@@ -237,6 +246,7 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
         error_prepend(errp, "COLO: cannot load device state: ");
         return false;
     }
+    colo_stats_apply_phase_done(COLO_APPLY_DEVICE_LOAD);
 
     replication_get_error_all(errp);
     if (!*errp) {
@@ -245,6 +255,7 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
     if (!*errp) {
         colo_notify_filters_event(COLO_EVENT_CHECKPOINT, errp);
     }
+    colo_stats_apply_phase_done(COLO_APPLY_DISKS);
     return !*errp;
 }
 
@@ -264,6 +275,7 @@ static bool colo_secondary_verify(ColoSecondary *sec, Error **errp)
     colo_verify_record(COLO_MODE_SECONDARY, sec->checkpoints + 1, &diff);
     ok = colo_verify_send_result(sec->to_pvm, &diff, errp);
     colo_ram_diff_clear(&diff);
+    colo_stats_apply_phase_done(COLO_APPLY_VERIFY);
     return ok;
 }
 
@@ -292,6 +304,7 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
         return false;
     }
     trace_colo_checkpoint_begin(sec->checkpoints + 1);
+    colo_stats_apply_begin();
 
     ok = colo_secondary_handshake(sec, errp) &&
          colo_secondary_load_ram(sec, errp) &&
@@ -318,6 +331,10 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
         trace_colo_secondary_loaded(sec->checkpoints, bioc->usage);
         ok = colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_LOADED,
                                errp);
+    }
+    if (ok) {
+        colo_stats_apply_phase_done(COLO_APPLY_RESUME);
+        colo_stats_apply_end();
     }
     if (bioc) {
         object_unref(OBJECT(bioc));
@@ -449,6 +466,7 @@ static void colo_secondary_setup(ColoSecondary *sec)
     }
     bql_unlock();
     colo_mode_enter(COLO_MODE_SECONDARY);
+    colo_stats_secondary_start();
     colo_failover_reset(colo_secondary_unblock, sec);
     sec->watchdog = colo_watchdog_start(sec->from_pvm, true);
     /* The primary owes heartbeats at all times, but no deadline. */

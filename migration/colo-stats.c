@@ -24,6 +24,14 @@
 #define COLO_STATS_WINDOW 1024
 #define COLO_NO_CAUSE (-1)
 
+/* A secondary's figures: what applying the checkpoints cost it. */
+typedef struct ColoApplied {
+    bool active;                /* this QEMU is or was a secondary */
+    uint64_t checkpoints;
+    uint64_t phase_last[COLO_APPLY__MAX];
+    uint64_t phase_total[COLO_APPLY__MAX];
+} ColoApplied;
+
 /* One COLO session's figures. */
 typedef struct ColoSession {
     uint64_t checkpoints;
@@ -35,6 +43,7 @@ typedef struct ColoSession {
     uint64_t pages_last, pages_total;
     uint64_t phase_last[COLO_PHASE__MAX];
     uint64_t phase_total[COLO_PHASE__MAX];
+    ColoApplied applied;
 } ColoSession;
 
 typedef struct ColoStats {
@@ -48,6 +57,10 @@ typedef struct ColoStats {
     int64_t phase_start_ns;
     uint64_t phase_us[COLO_PHASE__MAX];
     uint64_t bytes_at_start, pages_at_start;
+
+    /* The checkpoint a secondary applies; only its COLO thread. */
+    int64_t apply_start_ns;
+    uint64_t apply_us[COLO_APPLY__MAX];
 } ColoStats;
 
 static ColoStats stats = { .wanted = COLO_NO_CAUSE };
@@ -92,12 +105,19 @@ void colo_stats_checkpoint_begin(void)
     stats.phase_start_ns = now_ns();
 }
 
-void colo_stats_phase_done(ColoStatsPhase phase)
+/* The time since *@since, in microseconds; *@since moves to now. */
+static uint64_t lap_us(int64_t *since)
 {
     int64_t now = now_ns();
+    uint64_t us = (now - *since) / SCALE_US;
 
-    stats.phase_us[phase] = (now - stats.phase_start_ns) / SCALE_US;
-    stats.phase_start_ns = now;
+    *since = now;
+    return us;
+}
+
+void colo_stats_phase_done(ColoStatsPhase phase)
+{
+    stats.phase_us[phase] = lap_us(&stats.phase_start_ns);
 }
 
 void colo_stats_checkpoint_end(void)
@@ -124,6 +144,36 @@ void colo_stats_checkpoint_end(void)
     }
 }
 
+void colo_stats_secondary_start(void)
+{
+    colo_stats_reset();
+    QEMU_LOCK_GUARD(&stats.lock);
+    stats.s.applied.active = true;
+}
+
+void colo_stats_apply_begin(void)
+{
+    memset(stats.apply_us, 0, sizeof(stats.apply_us));
+    stats.apply_start_ns = now_ns();
+}
+
+void colo_stats_apply_phase_done(ColoApplyPhase phase)
+{
+    stats.apply_us[phase] = lap_us(&stats.apply_start_ns);
+}
+
+void colo_stats_apply_end(void)
+{
+    ColoApplied *a = &stats.s.applied;
+
+    QEMU_LOCK_GUARD(&stats.lock);
+    a->checkpoints++;
+    for (int i = 0; i < COLO_APPLY__MAX; i++) {
+        a->phase_last[i] = stats.apply_us[i];
+        a->phase_total[i] += stats.apply_us[i];
+    }
+}
+
 /* ---- Reading ---- */
 
 static int cmp_u64(const void *a, const void *b)
@@ -146,6 +196,33 @@ static COLOCheckpointPhases *phases_new(const uint64_t *us, uint64_t div)
     p->load = us[COLO_PHASE_LOAD] / div;
     p->resume = us[COLO_PHASE_RESUME] / div;
     return p;
+}
+
+static COLOApplyPhases *apply_phases_new(const uint64_t *us, uint64_t div)
+{
+    COLOApplyPhases *p = g_new0(COLOApplyPhases, 1);
+
+    div = MAX(div, 1);
+    p->stop = us[COLO_APPLY_STOP] / div;
+    p->ram = us[COLO_APPLY_RAM] / div;
+    p->device_state = us[COLO_APPLY_DEVICE_STATE] / div;
+    p->reset = us[COLO_APPLY_RESET] / div;
+    p->ram_flush = us[COLO_APPLY_RAM_FLUSH] / div;
+    p->device_load = us[COLO_APPLY_DEVICE_LOAD] / div;
+    p->disks = us[COLO_APPLY_DISKS] / div;
+    p->verify = us[COLO_APPLY_VERIFY] / div;
+    p->resume = us[COLO_APPLY_RESUME] / div;
+    return p;
+}
+
+static COLOSecondaryStats *secondary_stats_new(const ColoApplied *a)
+{
+    COLOSecondaryStats *r = g_new0(COLOSecondaryStats, 1);
+
+    r->checkpoints = a->checkpoints;
+    r->phases_last = apply_phases_new(a->phase_last, 1);
+    r->phases_mean = apply_phases_new(a->phase_total, a->checkpoints);
+    return r;
 }
 
 COLOStats *qmp_query_colo_stats(Error **errp)
@@ -185,6 +262,9 @@ COLOStats *qmp_query_colo_stats(Error **errp)
     colo_verify_fill_status(&verify);
     r->has_verify_mismatches = verify.has_verify_mismatches;
     r->verify_mismatches = verify.verify_mismatches;
+    if (s->applied.active) {
+        r->secondary = secondary_stats_new(&s->applied);
+    }
     return r;
 }
 
@@ -196,6 +276,18 @@ static void hmp_print_phases(Monitor *mon, const char *what,
                    PRIu64 ", load %" PRIu64 ", resume %" PRIu64 "\n", what,
                    p->request, p->stop, p->ram, p->device_state, p->send,
                    p->load, p->resume);
+}
+
+static void hmp_print_apply_phases(Monitor *mon, const char *what,
+                                   const COLOApplyPhases *p)
+{
+    monitor_printf(mon, "  %s (us): stop %" PRIu64 ", ram %" PRIu64
+                   ", device state %" PRIu64 ", reset %" PRIu64
+                   ", ram flush %" PRIu64 ", device load %" PRIu64
+                   ", disks %" PRIu64 ", verify %" PRIu64 ", resume %"
+                   PRIu64 "\n", what, p->stop, p->ram, p->device_state,
+                   p->reset, p->ram_flush, p->device_load, p->disks,
+                   p->verify, p->resume);
 }
 
 void hmp_info_colo(Monitor *mon, const QDict *qdict)
@@ -225,5 +317,12 @@ void hmp_info_colo(Monitor *mon, const QDict *qdict)
     if (s->has_verify_mismatches) {
         monitor_printf(mon, "RAM digest mismatches: %" PRIu64 "\n",
                        s->verify_mismatches);
+    }
+    if (s->secondary) {
+        monitor_printf(mon, "applied as the secondary: %" PRIu64
+                       " checkpoints\n", s->secondary->checkpoints);
+        hmp_print_apply_phases(mon, "last checkpoint",
+                               s->secondary->phases_last);
+        hmp_print_apply_phases(mon, "mean", s->secondary->phases_mean);
     }
 }

@@ -2128,6 +2128,40 @@ static uint64_t colo_stats_phase_sum(QDict *phases, bool with_request)
 }
 
 /*
+ * The secondary's side of the same checkpoints: it applied each one the
+ * primary counted (@counted), and timed every step.
+ */
+static void colo_assert_secondary_stats(QTestState *to, uint64_t counted)
+{
+    static const char *const names[] = {
+        "stop", "ram", "device-state", "reset", "ram-flush", "device-load",
+        "disks", "verify", "resume",
+    };
+    QDict *st = qtest_qmp_assert_success_ref(to,
+                                             "{ 'execute': 'query-colo-stats' }");
+    QDict *sec = qdict_get_qdict(st, "secondary");
+    QDict *last = qdict_get_qdict(sec, "phases-last");
+    g_autofree char *hmp = NULL;
+    uint64_t sum = 0;
+
+    g_assert_cmpuint(qdict_get_uint(st, "checkpoints"), ==, 0);
+    g_assert_cmpuint(qdict_get_uint(sec, "checkpoints"), >=, counted);
+    for (int i = 0; i < ARRAY_SIZE(names); i++) {
+        sum += qdict_get_uint(last, names[i]);
+        g_assert_cmpuint(qdict_get_uint(qdict_get_qdict(sec, "phases-mean"),
+                                        names[i]), <=, 60 * G_USEC_PER_SEC);
+    }
+    g_assert_cmpuint(sum, >, 0);
+    /* colo-verify hashes all of RAM: never free. */
+    g_assert_cmpuint(qdict_get_uint(last, "verify"), >, 0);
+    qobject_unref(st);
+
+    hmp = qtest_hmp(to, "info colo");
+    g_assert_nonnull(strstr(hmp, "COLO mode: secondary"));
+    g_assert_nonnull(strstr(hmp, "applied as the secondary: "));
+}
+
+/*
  * query-colo-stats counts what the test caused: one checkpoint for a
  * difference, one for a packet left without a partner, then some for the
  * timer; and its pauses, bytes and phases agree with each other.
@@ -2194,7 +2228,10 @@ static void colo_test_stats(const void *opaque)
                      qdict_get_uint(st, "pause-max"));
     /* Every case here runs with colo-verify. */
     g_assert_cmpuint(qdict_get_uint(st, "verify-mismatches"), ==, 0);
+    g_assert_false(qdict_haskey(st, "secondary"));
     qobject_unref(st);
+
+    colo_assert_secondary_stats(to, n);
 
     hmp = qtest_hmp(from, "info colo");
     line = g_strdup_printf("checkpoints: %" PRIu64 " (", n);
