@@ -81,6 +81,11 @@ bool colo_request_failover(COLOExitReason why, Error **errp);
 
 /* --- colo-wire.c: control messages between the two sides ---------------- */
 
+/*
+ * Ready the stream @f (and its return path, which shares the channel) for
+ * COLO's exchange of small messages, before the first one.
+ */
+void colo_wire_open(QEMUFile *f);
 bool colo_send_message(QEMUFile *f, COLOMessage msg, Error **errp);
 bool colo_send_value(QEMUFile *f, COLOMessage msg, uint64_t value,
                      Error **errp);

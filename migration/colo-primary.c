@@ -491,6 +491,7 @@ static void colo_primary_setup(ColoPrimary *p, MigrationState *s)
         }
         p->from_svm = s->rp_state.from_dst_file;
     }
+    colo_wire_open(p->to_svm);
     WITH_QEMU_LOCK_GUARD(&p->io_lock) {
         p->io_open = true;
     }

@@ -450,6 +450,7 @@ static void colo_secondary_setup(ColoSecondary *sec)
         mis->to_src_file = qemu_file_get_return_path(sec->from_pvm);
     }
     sec->to_pvm = mis->to_src_file;
+    colo_wire_open(sec->from_pvm);
     sec->checkpoints = 0;
     sec->state_broken = false;
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {

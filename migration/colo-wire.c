@@ -12,6 +12,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-types-migration.h"
+#include "io/channel.h"
 #include "colo-internal.h"
 #include "trace.h"
 
@@ -33,6 +34,17 @@ static bool colo_file_ok(QEMUFile *f, const char *what, COLOMessage msg,
         error_setg(errp, "COLO: cannot %s %s", what, name);
     }
     return false;
+}
+
+void colo_wire_open(QEMUFile *f)
+{
+    /*
+     * A checkpoint is a dialogue of small messages that each wait for
+     * the last one's answer.  With Nagle's algorithm a message waits for
+     * the ACK of the one before, which the peer delays (it has nothing to
+     * send back): tens of milliseconds of pause per checkpoint.
+     */
+    qio_channel_set_delay(qemu_file_get_ioc(f), false);
 }
 
 bool colo_send_message(QEMUFile *f, COLOMessage msg, Error **errp)
