@@ -142,6 +142,13 @@ typedef struct BDRVReplicationState {
     bool file_write;            /* hold WRITE on active to empty it */
     bool hidden_reopened_rw;    /* hidden was read-only before start */
     BdrvChild *hidden;          /* writable link to empty the hidden disk */
+    /*
+     * The write generations of active and hidden when they were last
+     * emptied; valid while @overlays_empty_known.  A checkpoint that finds
+     * both unchanged has nothing to drop.
+     */
+    bool overlays_empty_known;
+    unsigned active_gen, hidden_gen;
     BlockDriverState *top_bs;   /* the blocked root, NULL when unblocked */
     Error *top_blocker;
 
@@ -591,6 +598,27 @@ static void repl_backup_cancel(BlockDriverState *bs)
 }
 
 /*
+ * Empty @c unless it was emptied already and nothing wrote to it since
+ * (*@gen is its write generation then).  Emptying a qcow2 image rewrites
+ * its metadata and flushes it several times: milliseconds of every
+ * checkpoint's pause, for a guest that wrote nothing.
+ */
+static int repl_empty_if_written(BDRVReplicationState *s, BdrvChild *c,
+                                 unsigned *gen, Error **errp)
+{
+    int ret;
+
+    if (s->overlays_empty_known && *gen == qatomic_read(&c->bs->write_gen)) {
+        return 0;
+    }
+    ret = bdrv_make_empty(c, errp);
+    if (ret == 0) {
+        *gen = qatomic_read(&c->bs->write_gen);
+    }
+    return ret;
+}
+
+/*
  * Drop what the SVM wrote and what the PVM overwrote since the last
  * checkpoint: both VMs are now equal to the secondary disk's contents.
  */
@@ -612,10 +640,13 @@ static bool repl_overlays_empty(BlockDriverState *bs, Error **errp)
             goto out;
         }
     }
-    if (bdrv_make_empty(bs->file, errp) < 0 ||
-        bdrv_make_empty(s->hidden, errp) < 0) {
+    if (repl_empty_if_written(s, bs->file, &s->active_gen, errp) < 0 ||
+        repl_empty_if_written(s, s->hidden, &s->hidden_gen, errp) < 0) {
+        /* Not knowing how far it got, the next one empties both. */
+        s->overlays_empty_known = false;
         goto out;
     }
+    s->overlays_empty_known = true;
     ok = true;
 out:
     bdrv_graph_rdunlock_main_loop();
@@ -638,6 +669,7 @@ static void repl_secondary_teardown(BlockDriverState *bs,
 
 static bool repl_secondary_start(BlockDriverState *bs, Error **errp)
 {
+    BDRVReplicationState *s = bs->opaque;
     BlockDriverState *top;
     ReplChain c;
 
@@ -661,6 +693,7 @@ static bool repl_secondary_start(BlockDriverState *bs, Error **errp)
     }
     repl_top_block(bs, top);
     /* Empty first: the copies must not mix with stale data. */
+    s->overlays_empty_known = false;
     if (!repl_overlays_empty(bs, errp) || !repl_backup_start(bs, &c, errp)) {
         goto fail;
     }

@@ -650,6 +650,61 @@ static void test_secondary_checkpoint(void)
     secondary_close(&v);
 }
 
+/* How often the image file under node @name has been written to. */
+static unsigned file_writes(const char *name)
+{
+    return qatomic_read(&bdrv_find_node(name)->file->bs->write_gen);
+}
+
+/*
+ * A checkpoint empties only an overlay that was written since the last
+ * one: emptying rewrites and flushes the image's metadata, which would
+ * otherwise cost every checkpoint's pause milliseconds for nothing.
+ */
+static void test_secondary_checkpoint_skips_clean(void)
+{
+    Secondary v;
+    unsigned active, hidden;
+
+    secondary_open_ok(&v);
+    start_ok(REPLICATION_MODE_SECONDARY);
+    secondary_checkpoint(&v);
+
+    /* Nothing written: neither image is touched. */
+    active = file_writes("active");
+    hidden = file_writes("hidden");
+    secondary_checkpoint(&v);
+    g_assert_cmpuint(file_writes("active"), ==, active);
+    g_assert_cmpuint(file_writes("hidden"), ==, hidden);
+
+    /* Only the SVM wrote: only active is emptied. */
+    fill_ok(v.svm, AREA_C, CHUNK, P_SVM1);
+    g_assert_true(holds_data("active", AREA_C, CHUNK));
+    active = file_writes("active");
+    hidden = file_writes("hidden");
+    secondary_checkpoint(&v);
+    g_assert_cmpuint(file_writes("active"), >, active);
+    g_assert_cmpuint(file_writes("hidden"), ==, hidden);
+    expect(v.svm, AREA_C, CHUNK, P_BASE);
+
+    /* Only the PVM wrote: its old data in hidden goes. */
+    fill_ok(v.nbd, AREA_B, CHUNK, P_PVM1);
+    g_assert_true(holds_data("hidden", AREA_B, CHUNK));
+    active = file_writes("active");
+    secondary_checkpoint(&v);
+    g_assert_cmpuint(file_writes("active"), ==, active);
+    expect(v.svm, AREA_B, CHUNK, P_PVM1);
+
+    /* After a clean checkpoint the next PVM write still saves old data. */
+    secondary_checkpoint(&v);
+    fill_ok(v.nbd, AREA_B, CHUNK, P_PVM2);
+    expect(v.svm, AREA_B, CHUNK, P_PVM1);
+    secondary_checkpoint(&v);
+    expect(v.svm, AREA_B, CHUNK, P_PVM2);
+    no_error();
+    secondary_close(&v);
+}
+
 /* v is started and checkpointed: PVM1 at B.  Then PVM2 at D, SVM2 at A. */
 static void secondary_failover(Secondary *v)
 {
@@ -990,6 +1045,8 @@ int main(int argc, char **argv)
                     test_secondary_writes);
     g_test_add_func("/replication-driver/secondary/checkpoint",
                     test_secondary_checkpoint);
+    g_test_add_func("/replication-driver/secondary/checkpoint-skips-clean",
+                    test_secondary_checkpoint_skips_clean);
     g_test_add_func("/replication-driver/secondary/failover",
                     test_secondary_failover);
     g_test_add_func("/replication-driver/secondary/continuous",
