@@ -5,7 +5,8 @@ BUILD ?= build
 PY := /usr/bin/python3
 
 .PHONY: all build check demo deps faults fuzz soak cluster-lab cluster-test \
-	bench-net bench-block bench-verify bench-guest-net bench-cluster clean help
+	bench-net bench-block bench-verify bench-guest-net bench-cluster \
+	bench-checkpoint clean help
 
 all: build
 
@@ -25,6 +26,8 @@ help:
 	@echo "make bench-guest-net  a Linux guest's HTTP, echo and bulk TCP, with and without COLO"
 	@echo "make bench-block  print the write overhead of disk replication"
 	@echo "make bench-verify  what colo-verify adds to a checkpoint's pause"
+	@echo "make bench-checkpoint  checkpoint pauses, ours against the unmodified base"
+	@echo "             (builds the base in $(BUILD)/pristine; it runs under KVM only)"
 	@echo "make soak    SOAK_MINUTES (default 30) of a Linux guest under COLO"
 	@echo "make clean   remove $(BUILD)/ (the ccache cache stays)"
 
@@ -83,6 +86,11 @@ bench-block: deps
 bench-verify: deps
 	@buildsys/build.sh $(BUILD)
 	@$(PY) bench/colo-verify-cost.py $(BUILD)
+
+bench-checkpoint: deps
+	@buildsys/build.sh $(BUILD)
+	@buildsys/build-base.sh $(BUILD)
+	@$(PY) bench/colo-checkpoint.py $(BUILD)
 
 # Not part of `make check`: half an hour of COLO with verification on.
 SOAK_MINUTES ?= 30

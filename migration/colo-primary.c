@@ -54,7 +54,9 @@ typedef struct ColoPrimary {
     QEMUFile *to_svm;           /* the migration stream */
     QEMUFile *from_svm;         /* its return path */
     QEMUTimer *timer;           /* main loop; guarded by the BQL */
-    int64_t last_checkpoint_ms; /* QEMU_CLOCK_HOST; guarded by the BQL */
+    /* QEMU_CLOCK_HOST, guarded by the BQL: when the last checkpoint began */
+    int64_t last_checkpoint_ms;
+    int64_t last_resume_ms;     /* and when the PVM ran again after it */
 
     /* Owned by the migration thread during one checkpoint. */
     QIOChannelBuffer *devbuf;
@@ -96,9 +98,26 @@ static void colo_primary_timer_fired(void *opaque)
 }
 
 /* With the BQL: the next periodic checkpoint is one delay after the last. */
+/*
+ * Periodic checkpoints start x-checkpoint-delay apart, however long each
+ * one takes, so that their rate is the one asked for; but the PVM runs at
+ * least half the delay between two, or checkpoints slower than the delay
+ * would leave it no time at all.
+ */
 static void colo_primary_arm_timer(ColoPrimary *p)
 {
-    timer_mod(p->timer, p->last_checkpoint_ms + migrate_checkpoint_delay());
+    int64_t delay = migrate_checkpoint_delay();
+
+    timer_mod(p->timer, MAX(p->last_checkpoint_ms + delay,
+                            p->last_resume_ms + delay / 2));
+}
+
+/* The PVM runs again after a checkpoint that began at @began_ms. */
+static void colo_primary_checkpoint_timed(ColoPrimary *p, int64_t began_ms)
+{
+    p->last_checkpoint_ms = began_ms;
+    p->last_resume_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
+    colo_primary_arm_timer(p);
 }
 
 void colo_primary_delay_changed(void)
@@ -293,15 +312,14 @@ static bool colo_primary_await_ack(ColoPrimary *p, Error **errp)
                                 errp);
 }
 
-static void colo_primary_resume(ColoPrimary *p)
+static void colo_primary_resume(ColoPrimary *p, int64_t began_ms)
 {
     BQL_LOCK_GUARD();
 
     /* The secondary holds this state now; what it covers may go out. */
     colo_compare_checkpoint_done();
     vm_start();
-    p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
-    colo_primary_arm_timer(p);
+    colo_primary_checkpoint_timed(p, began_ms);
 }
 
 /* What one checkpoint built up, whether it completed or not. */
@@ -330,6 +348,7 @@ static bool colo_primary_phase_done(ColoStatsPhase phase)
 static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
 {
     int64_t start = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    int64_t began_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
     bool ok;
 
     trace_colo_checkpoint_begin(p->checkpoints + 1);
@@ -350,7 +369,7 @@ static bool colo_primary_checkpoint(ColoPrimary *p, Error **errp)
     if (ok) {
         uint64_t device_bytes = p->devbuf->usage;
 
-        colo_primary_resume(p);
+        colo_primary_resume(p, began_ms);
         colo_stats_phase_done(COLO_PHASE_RESUME);
         colo_stats_checkpoint_end();
         p->checkpoints++;
@@ -390,8 +409,7 @@ static bool colo_primary_start(ColoPrimary *p, Error **errp)
     colo_compare_checkpoint_begin();
     colo_compare_checkpoint_done();
     vm_start();
-    p->last_checkpoint_ms = qemu_clock_get_ms(QEMU_CLOCK_HOST);
-    colo_primary_arm_timer(p);
+    colo_primary_checkpoint_timed(p, qemu_clock_get_ms(QEMU_CLOCK_HOST));
     return true;
 }
 

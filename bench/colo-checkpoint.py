@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""What a COLO checkpoint costs, ours against the unmodified base.
+
+    bench/colo-checkpoint.py [BUILD] [--seconds S] [--delay MS]
+                             [--sizes MIB,...] [--channels N,...]
+    (make bench-checkpoint; it builds the base first)
+
+Figures, not a test.  A boot-sector guest (the base's migration-test boot
+block, its loop bound changed) increments one byte of every page of a
+fixed range in a loop, so each checkpoint carries up to that range of
+dirty RAM.  Primary and secondary run on this host, connected over
+loopback, without the return-path capability (the base fails with it) and
+without disks or network proxy: the checkpoint alone.  For each set-up
+COLO runs with x-checkpoint-delay --delay (300 ms) for --seconds (6 s)
+after one second to settle; a pause is the primary's STOP to RESUME
+events, the same clock for both builds.
+
+Set-ups:
+  ours, TCG     every size, single channel; at the largest size also
+                multifd with each of --channels;
+  base, KVM     every size, single channel (multifd in the base skips the
+                secondary's RAM cache, and under TCG the base aborts at its
+                first checkpoint), only where /dev/kvm opens;
+  ours, KVM     the same, beside it.
+Printed: the median pause and the checkpoints per second of each, the
+ratios ours / base, multifd / single channel, the timer's rate against
+1 / delay, and ours against what loopback allows (this host's loopback
+throughput for the dirty range, plus 2 ms).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+MEM_START = 1 << 20                   # the boot block's first page
+GUEST_MIB = 128
+# cmp $END,%eax in the boot block, END = 100 MiB (its two loops).
+CMP_END = bytes([0x3d, 0x00, 0x00, 0x40, 0x06])
+
+
+def boot_sector(build, mib, path):
+    """The base's x86 migration-test boot block, dirtying @mib MiB."""
+    header = os.path.join(build, "base", "tests", "qtest", "migration",
+                          "i386", "a-b-bootblock.h")
+    with open(header) as f:
+        array = re.search(r"x86_bootsect\[\] = \{(.*?)\};", f.read(), re.S)
+    code = bytes(int(b, 16) for b in
+                 re.findall(r"0x[0-9a-f]{2}", array.group(1) if array else ""))
+    if code.count(CMP_END) != 2 or len(code) != 512:
+        sys.exit(f"{header}: not the boot block this benchmark knows")
+    end = MEM_START + max(mib, 0) * (1 << 20)
+    code = code.replace(CMP_END, b"\x3d" + end.to_bytes(4, "little"))
+    with open(path, "wb") as f:
+        f.write(code)
+
+
+def kvm_works():
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_ms_per_mib(mib=256):
+    """Milliseconds per MiB through a loopback TCP connection."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    buf = bytearray(1 << 20)
+    got = [0]
+
+    def sink():
+        conn, _ = srv.accept()
+        view = memoryview(bytearray(1 << 20))
+        while True:
+            n = conn.recv_into(view)
+            if not n:
+                break
+            got[0] += n
+        conn.close()
+
+    th = threading.Thread(target=sink)
+    th.start()
+    with socket.create_connection(srv.getsockname()) as c:
+        start = time.monotonic()
+        for _ in range(mib):
+            c.sendall(buf)
+        c.shutdown(socket.SHUT_WR)
+        th.join()
+        took = time.monotonic() - start
+    srv.close()
+    assert got[0] == mib << 20
+    return took * 1000 / mib
+
+
+class Run:
+    """One COLO pair of @binary with @accel, its guest dirtying @mib."""
+
+    def __init__(self, binary, firmware, accel, boot, channels, tmp):
+        from qemu.machine import QEMUMachine
+
+        args = ["-accel", accel, "-m", str(GUEST_MIB), "-nodefaults",
+                "-L", firmware,
+                "-drive", f"if=none,id=d0,file={boot},format=raw,"
+                "snapshot=on",
+                "-device", "ide-hd,drive=d0,secs=1,cyls=1,heads=1"]
+        self.channels = channels
+        self.src = QEMUMachine(binary, args=args, name="bench-pri",
+                               base_temp_dir=tmp, log_dir=tmp)
+        self.dst = QEMUMachine(binary, args=args + ["-incoming", "defer"],
+                               name="bench-sec", base_temp_dir=tmp,
+                               log_dir=tmp)
+        for vm in (self.src, self.dst):
+            vm.set_machine("pc")
+
+    def _caps(self, vm):
+        caps = [{"capability": "x-colo", "state": True}]
+        if self.channels > 1:
+            caps.append({"capability": "multifd", "state": True})
+        vm.cmd("migrate-set-capabilities", capabilities=caps)
+        if self.channels > 1:
+            vm.cmd("migrate-set-parameters",
+                   **{"multifd-channels": self.channels})
+
+    def start(self, delay_ms):
+        self.dst.launch()
+        self.src.launch()
+        uri = f"tcp:127.0.0.1:{free_port()}"
+        self._caps(self.dst)
+        self.dst.cmd("migrate-incoming", uri=uri)
+        self._caps(self.src)
+        # A guest that dirties 64 MiB per pass under TCG must not keep the
+        # first migration from converging at the default 128 MiB/s.
+        self.src.cmd("migrate-set-parameters",
+                     **{"x-checkpoint-delay": delay_ms,
+                        "max-bandwidth": 64 << 30,
+                        "downtime-limit": 2000})
+        self.src.cmd("migrate", uri=uri)
+        deadline = time.monotonic() + 120
+        while self.src.cmd("query-colo-status")["mode"] != "primary":
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError("COLO did not start")
+            time.sleep(0.1)
+
+    def alive(self):
+        return self.src.is_running() and self.dst.is_running()
+
+    def pauses(self, seconds):
+        """The primary's pauses (ms) over @seconds, after one to settle."""
+        # The QMP library reads events only while it is called: poll.
+        events = []
+        begin = time.time() + 1
+        end = begin + seconds
+        while time.time() < end + 0.5:
+            events += self.src.get_qmp_events(wait=False)
+            time.sleep(0.05)
+        if not self.alive():
+            raise RuntimeError("QEMU exited")
+        pauses, stopped = [], None
+        for ev in events:
+            ts = ev["timestamp"]
+            t = ts["seconds"] + ts["microseconds"] / 1e6
+            if not begin <= t <= end:
+                continue
+            if ev["event"] == "STOP":
+                stopped = t
+            elif ev["event"] == "RESUME" and stopped is not None:
+                pauses.append((t - stopped) * 1000)
+                stopped = None
+        return pauses
+
+    def stop(self):
+        for vm in (self.src, self.dst):
+            try:
+                vm.shutdown(hard=True)
+            except Exception:       # noqa: BLE001  (a QEMU that aborted)
+                pass
+
+    def log_tail(self):
+        for vm in (self.src, self.dst):
+            log = vm.get_log() or ""
+            if "Assertion" in log or "abort" in log.lower():
+                return log.strip().splitlines()[-1]
+        return "no log"
+
+
+def measure(binary, firmware, accel, build, mib, channels, args,
+            with_stats):
+    tmp = tempfile.mkdtemp(prefix="colo-bench-ckpt-")
+    boot = os.path.join(tmp, "boot.raw")
+    boot_sector(build, mib, boot)
+    run = Run(binary, firmware, accel, boot, channels, tmp)
+    try:
+        run.start(args.delay)
+        p = run.pauses(args.seconds)
+        if not p:
+            raise RuntimeError("no checkpoint in the window")
+        r = {"pause": statistics.median(p), "rate": len(p) / args.seconds}
+        if with_stats:
+            r["phases"] = run.src.cmd("query-colo-stats")["phases-mean"]
+            r["applied"] = run.dst.cmd("query-colo-stats")["secondary"][
+                "phases-mean"]
+        return r
+    except Exception as e:      # noqa: BLE001  (reported, not fatal)
+        return {"error": f"{e}: {run.log_tail()}"}
+    finally:
+        run.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_phases(r):
+    """Where ours spent the time, on each side (query-colo-stats means)."""
+    for side, key in (("primary", "phases"), ("secondary", "applied")):
+        if key in r:
+            print(f"      {side} (ms): " +
+                  ", ".join(f"{k} {v / 1000:.1f}" for k, v in r[key].items()
+                            if v >= 50), flush=True)
+
+
+def fmt(r):
+    if "error" in r:
+        return "failed"
+    return f"{r['pause']:6.1f} ms {r['rate']:4.1f}/s"
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build", nargs="?", default=os.path.join(REPO, "build"))
+    ap.add_argument("--seconds", type=float, default=6)
+    ap.add_argument("--delay", type=int, default=300)
+    ap.add_argument("--sizes", default="0,1,4,16,64")
+    ap.add_argument("--channels", default="2,4")
+    args = ap.parse_args(argv[1:])
+    build = os.path.abspath(args.build)
+    sys.path.insert(0, os.path.join(build, "src", "python"))
+    ours = os.path.join(build, "qemu", "qemu-system-x86_64")
+    base = os.path.join(build, "pristine", "qemu", "qemu-system-x86_64")
+    firmware = os.path.join(build, "qemu", "qemu-bundle", "usr", "local",
+                            "share", "qemu")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    channels = [int(c) for c in args.channels.split(",")]
+    kvm = kvm_works()
+    per_mib = loopback_ms_per_mib()
+
+    print(f"x-checkpoint-delay {args.delay} ms, {args.seconds:g} s per run, "
+          f"guest dirtying a fixed range per pass; loopback "
+          f"{per_mib:.2f} ms/MiB here", flush=True)
+    results = {}
+    setups = [("ours", "tcg", ours)]
+    if kvm:
+        setups += [("base", "kvm", base), ("ours", "kvm", ours)]
+    for who, accel, binary in setups:
+        if not os.path.exists(binary):
+            print(f"{who}: {binary} is missing")
+            continue
+        for mib in sizes:
+            r = measure(binary, firmware, accel, build, mib, 1, args,
+                        who == "ours")
+            results[(who, accel, mib, 1)] = r
+            print(f"  {who:4} {accel}  {mib:3} MiB  {fmt(r)}"
+                  f"{'  ' + r['error'] if 'error' in r else ''}", flush=True)
+            print_phases(r)
+        if who == "ours":
+            for n in channels:
+                mib = sizes[-1]
+                r = measure(binary, firmware, accel, build, mib, n, args,
+                            True)
+                results[(who, accel, mib, n)] = r
+                print(f"  {who:4} {accel}  {mib:3} MiB  multifd x{n}  "
+                      f"{fmt(r)}{'  ' + r.get('error', '')}", flush=True)
+                print_phases(r)
+
+    def pause(*key):
+        r = results.get(key)
+        return r["pause"] if r and "pause" in r else None
+
+    print(f"\n{'dirty MiB':>9}  {'ours TCG':>18}  {'loopback bound':>14}  "
+          f"{'ours/bound':>10}" +
+          (f"  {'base KVM':>18}  {'ours KVM':>18}  {'ours/base':>9}"
+           if kvm else ""))
+    for mib in sizes:
+        bound = 2 + mib * per_mib
+        o = results.get(("ours", "tcg", mib, 1), {"error": ""})
+        line = (f"{mib:>9}  {fmt(o):>18}  {bound:11.1f} ms  " +
+                (f"{o['pause'] / bound:10.2f}" if "pause" in o else
+                 f"{'-':>10}"))
+        if kvm:
+            b = results.get(("base", "kvm", mib, 1), {"error": ""})
+            k = results.get(("ours", "kvm", mib, 1), {"error": ""})
+            ratio = (f"{k['pause'] / b['pause']:9.2f}"
+                     if "pause" in k and "pause" in b else f"{'-':>9}")
+            line += f"  {fmt(b):>18}  {fmt(k):>18}  {ratio}"
+        print(line)
+    if not kvm:
+        print("base: not run, /dev/kvm does not open here (the base's COLO "
+              "aborts under TCG at its first checkpoint)")
+
+    print("\ngoal                                         figure    target  met")
+    goals = []
+    for accel in ("kvm",) if kvm else ():
+        for mib in (16, 64):
+            o, b = pause("ours", accel, mib, 1), pause("base", accel, mib, 1)
+            if o and b:
+                goals.append((f"pause ours / base at {mib} MiB (KVM)",
+                              o / b, "<= 0.50", o / b <= 0.5))
+    big = sizes[-1]
+    for accel in ("tcg", "kvm") if kvm else ("tcg",):
+        one, four = pause("ours", accel, big, 1), pause("ours", accel, big, 4)
+        if one and four:
+            goals.append((f"multifd x4 / single at {big} MiB "
+                          f"({accel.upper()})", four / one, "<= 0.60",
+                          four / one <= 0.6))
+    idle = results.get(("ours", "tcg", sizes[0], 1), {})
+    if "rate" in idle:
+        want = 1000 / args.delay
+        goals.append((f"timer rate / (1/delay) at {sizes[0]} MiB (TCG)",
+                      idle["rate"] / want, "0.9-1.1",
+                      0.9 <= idle["rate"] / want <= 1.1))
+    for name, fig, target, met in goals:
+        print(f"{name:44} {fig:6.2f}  {target:>8}  {'yes' if met else 'NO'}")
+    if not kvm:
+        print("(the ratios to the base need /dev/kvm: not measured here)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
