@@ -505,9 +505,11 @@ static bool peer_reachable(const ColoConfig *cfg, Error **errp)
             err = 0;
         } else if (errno != EINPROGRESS) {
             err = errno;
-        } else if ((err = connect_wait(fd, PEER_PROBE_MS)) == 0 &&
-                   getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
-            err = errno;
+        } else {
+            err = connect_wait(fd, PEER_PROBE_MS);
+            if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+                err = errno;
+            }
         }
         close(fd);
         if (!err) {
