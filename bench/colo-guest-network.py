@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What COLO costs a real client of a real guest: figures, not a test.
 
-    bench/colo-guest-network.py [BUILD] [--seconds N] [--delay MS]
+    bench/colo-guest-network.py [BUILD] [--seconds N] [--delay MS] [--tls]
     (make bench-guest-net)
 
 The Linux test guest, with the documented network setup: its e1000 on a
@@ -13,7 +13,9 @@ the other with the same guest and the same client:
   with COLO      a primary and a secondary QEMU with the network proxy
                  (filter-mirror, filter-redirector, colo-compare,
                  filter-rewriter) and the replicated disk, COLO started
-                 before the guest boots, x-checkpoint-delay --delay ms.
+                 before the guest boots, x-checkpoint-delay --delay ms;
+                 with --tls, every channel between the two sides over
+                 TLS with x509 certificates made for the run.
 
 Each run: a TCP echo connection opened the moment the guest (or COLO)
 starts and used once the guest is up; sequential HTTP requests for
@@ -32,9 +34,11 @@ Both QEMUs share this machine's cores under TCG.
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -165,6 +169,7 @@ def with_colo(ns, args):
     ns.ip("link", "set", "tap-s", "up")
     try:
         with ColoPair("bench", ns=ns, start="before", verify=False,
+                      tls=args.tls_pair,
                       delay_ms=args.delay) as pair:
             pair.start_colo()
             early = open_early(ns, GUEST_IP, within=120)
@@ -269,16 +274,29 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--delay", type=int, default=2000,
                     help="x-checkpoint-delay in ms (default 2000)")
+    ap.add_argument("--tls", action="store_true",
+                    help="every channel between the sides over TLS")
     args = ap.parse_args()
     standalone.prepare(args.build)
     from harness import NetNamespace, require_netns
 
     require_netns()
-    with NetNamespace(bridge_addr="10.0.2.1/24") as ns:
-        ns.ip("link", "add", "br1", "type", "bridge")
-        ns.ip("link", "set", "br1", "up")
-        base = without_colo(ns, args)
-        colo = with_colo(ns, args)
+    pki = tempfile.mkdtemp(prefix="colo-bench-pki-")
+    try:
+        args.tls_pair = None
+        if args.tls:
+            from colo_tls import Authority, TlsPair
+            ca = Authority(pki, "colo-ca")
+            args.tls_pair = TlsPair(ca.issue(pki, "primary", "primary"),
+                                    ca.issue(pki, "secondary", "secondary"))
+            print("COLO with TLS on every channel between the sides")
+        with NetNamespace(bridge_addr="10.0.2.1/24") as ns:
+            ns.ip("link", "add", "br1", "type", "bridge")
+            ns.ip("link", "set", "br1", "up")
+            base = without_colo(ns, args)
+            colo = with_colo(ns, args)
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
     report(base, colo, args)
     return 0
 

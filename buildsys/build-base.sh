@@ -23,8 +23,8 @@ if [ -d /usr/lib/ccache ]; then
 fi
 JOBS=${JOBS:-$(nproc)}
 
-# The same features as our build (build.sh), so that the two binaries
-# differ only by the COLO code.
+# The features of our build (build.sh) but TLS, which the benchmark does
+# not use, so that the two binaries differ only by the COLO code.
 CONFIGURE_OPTS="--python=$PY --target-list=x86_64-softmmu
   --without-default-features --enable-tcg --enable-kvm --enable-linux-aio
   --enable-slirp --enable-fdt=system --disable-tools --enable-pixman

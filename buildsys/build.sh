@@ -22,12 +22,13 @@ fi
 JOBS=${JOBS:-$(nproc)}
 
 # replication: the COLO migration layer and the replication block driver;
-# colo-proxy: the network side (colo-compare and the COLO netfilters).
+# colo-proxy: the network side (colo-compare and the COLO netfilters);
+# gnutls: TLS on every COLO channel (migration, NBD, proxy chardevs).
 CONFIGURE_OPTS="--python=$PY --target-list=x86_64-softmmu
   --without-default-features --enable-tcg --enable-kvm --enable-linux-aio
   --enable-slirp --enable-fdt=system --enable-tools --enable-pixman
-  --disable-docs --disable-rust --disable-werror --disable-install-blobs
-  --enable-replication --enable-colo-proxy"
+  --enable-gnutls --disable-docs --disable-rust --disable-werror
+  --disable-install-blobs --enable-replication --enable-colo-proxy"
 
 "$here/fetch-base.sh" "$BUILD/base"
 $PY "$here/merge_tree.py" "$repo" "$BUILD/base" "$BUILD/src" "$BUILD/colo-manifest.txt"

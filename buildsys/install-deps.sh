@@ -10,7 +10,8 @@ set -eu
 # Build: compiler, QEMU's required libraries and the features we configure.
 BUILD_PKGS="gcc gcc-multilib make ninja-build pkg-config python3 python3-venv
   python3-setuptools libglib2.0-dev libpixman-1-dev zlib1g-dev libaio-dev
-  libslirp-dev libfdt-dev flex bison ccache dpkg-dev xz-utils patch git"
+  libslirp-dev libfdt-dev libgnutls28-dev flex bison ccache dpkg-dev xz-utils
+  patch git"
 # Run time: firmware the pc and q35 machines load.
 RUN_PKGS="seabios ipxe-qemu"
 # Test guest: a Debian kernel and busybox packed into an initramfs.
@@ -25,6 +26,8 @@ DEBUG_PKGS="gdb"
 CLUSTER_PKGS="corosync pacemaker crmsh resource-agents fence-agents"
 # The docs build (buildsys/check-docs.sh), as QEMU's configure wants it.
 DOCS_PKGS="python3-sphinx python3-sphinx-rtd-theme"
+# The TLS tests make their own certificates with certtool.
+TLS_PKGS="gnutls-bin"
 
 MESON_MIN=1.5
 
@@ -52,7 +55,7 @@ apt_update_once() {
 
 missing=
 for p in $BUILD_PKGS $RUN_PKGS $GUEST_PKGS $NET_PKGS $FUZZ_PKGS $DEBUG_PKGS \
-         $CLUSTER_PKGS $DOCS_PKGS; do
+         $CLUSTER_PKGS $DOCS_PKGS $TLS_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $p"
     fi

@@ -95,19 +95,35 @@ def echo_roundtrip(sock, text, timeout=30):
         raise OSError(f"echo answered {got!r} to {msg!r}")
 
 
+class EchoClient:
+    """One TCP connection to the guest's echo server, from the client's
+    bridge."""
+
+    def __init__(self, ns):
+        self.sock = ns.connect(GUEST_IP, 7)
+
+    def roundtrip(self, text, timeout=90):
+        echo_roundtrip(self.sock, text, timeout)
+
+    def close(self):
+        self.sock.close()
+
+
 def tap_nic(tap, model="e1000"):
     return ["-netdev", f"tap,id=hn0,ifname={tap},script=no,downscript=no",
             "-device", f"{model},netdev=hn0,mac={MAC}"]
 
 
-def primary_proxy(base):
-    """Chardev servers on loopback ports (base + 3 is the migration's)."""
+def primary_proxy(base, tls=""):
+    """Chardev servers on loopback ports (base + 3 is the migration's).
+    @tls (",tls-creds=...,tls-authz=...") goes on the two that the
+    secondary connects to."""
     mirror, sec_in, pri_in, out = base, base + 1, base + 2, base + 4
     return [
         "-chardev", f"socket,id=mirror0,host=127.0.0.1,port={mirror},"
-                    "server=on,wait=off",
+                    f"server=on,wait=off{tls}",
         "-chardev", f"socket,id=sec_in,host=127.0.0.1,port={sec_in},"
-                    "server=on,wait=off",
+                    f"server=on,wait=off{tls}",
         "-chardev", f"socket,id=pri_in_srv,host=127.0.0.1,port={pri_in},"
                     "server=on,wait=off",
         "-chardev", f"socket,id=pri_in,host=127.0.0.1,port={pri_in}",
@@ -125,13 +141,15 @@ def primary_proxy(base):
     ]
 
 
-def secondary_proxy(base):
+def secondary_proxy(base, tls=""):
+    """The secondary's ends of the proxy; @tls (",tls-creds=...") on both
+    chardevs, which cross to the primary."""
     mirror, sec_in = base, base + 1
     return [
         "-chardev", f"socket,id=red0,host=127.0.0.1,port={mirror},"
-                    "reconnect-ms=200",
+                    f"reconnect-ms=200{tls}",
         "-chardev", f"socket,id=red1,host=127.0.0.1,port={sec_in},"
-                    "reconnect-ms=200",
+                    f"reconnect-ms=200{tls}",
         "-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0",
         "-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1",
         "-object", "filter-rewriter,id=rew0,netdev=hn0,queue=all",

@@ -156,11 +156,13 @@ class ColoPair:
 
     def __init__(self, name, machine="pc", nic="e1000", multifd=False,
                  verify=True, start="after", delay_ms=200, mem="256",
-                 ns=None, extra_args=None):
+                 ns=None, extra_args=None, tls=None):
         """With @ns (a NetNamespace holding tap-p and tap-s), both QEMUs
         run inside it and the guest's NIC sits behind the documented
         network proxy instead of user-mode networking.  @extra_args maps
-        "primary" and "secondary" to more arguments for that side."""
+        "primary" and "secondary" to more arguments for that side.  With
+        @tls (colo_tls.TlsPair), every channel between the two sides runs
+        over TLS and each side accepts only its peer's name."""
         assert start in ("before", "during", "after")
         self.name = name
         self.ns = ns
@@ -172,6 +174,7 @@ class ColoPair:
         self.delay_ms = delay_ms
         self.mem = mem
         self.extra_args = extra_args or {}
+        self.tls = tls
         self.tmp = None
         self.ports = {}
         self.pri = self.sec = None
@@ -212,14 +215,19 @@ class ColoPair:
         self.shells[side] = GuestShell(
             2323, connect=lambda port: self.ns.connect(GUEST_IP, port))
         if side == "primary":
-            return tap_nic("tap-p", model) + primary_proxy(self.PROXY_PORT)
-        return tap_nic("tap-s", model) + secondary_proxy(self.PROXY_PORT)
+            tls = ",tls-creds=tls-server,tls-authz=tls-peer" if self.tls else ""
+            return tap_nic("tap-p", model) + primary_proxy(self.PROXY_PORT,
+                                                           tls)
+        tls = ",tls-creds=tls-client" if self.tls else ""
+        return tap_nic("tap-s", model) + secondary_proxy(self.PROXY_PORT, tls)
 
-    def _common(self):
-        return ["-device", "virtio-blk-pci,drive=colo-disk0,id=disk0"]
+    def _common(self, side):
+        tls = self.tls.qemu_args(side) if self.tls else []
+        return tls + ["-device", "virtio-blk-pci,drive=colo-disk0,id=disk0"]
 
     def _secondary_args(self, img):
-        return self._common() + self.extra_args.get("secondary", []) + [
+        return self._common("secondary") + self.extra_args.get("secondary",
+                                                                []) + [
             "-drive", "if=none,id=parent0,driver=raw,"
                       f"file.filename={img['secondary.raw']}",
             "-drive", "if=none,id=childs0,driver=replication,mode=secondary,"
@@ -235,7 +243,8 @@ class ColoPair:
             "-incoming", "defer"]
 
     def _primary_args(self, img):
-        args = self._common() + self.extra_args.get("primary", []) + [
+        args = self._common("primary") + self.extra_args.get("primary",
+                                                              []) + [
             "-drive", "if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,"
                       "vote-threshold=1,children.0.driver=raw,"
                       f"children.0.file.filename={img['primary.raw']}"]
@@ -318,19 +327,40 @@ class ColoPair:
         elif self.start == "after":
             self.pri.wait_ready()
 
-        self._caps(sec)
-        export_secondary_disk(sec, self.ports["nbd"])
-        sec.cmd("migrate-incoming",
-                uri=f"tcp:127.0.0.1:{self.ports['migration']}")
-
-        attach_replication(pri, self.ports["nbd"])
-        self._caps(pri)
-        pri.cmd("migrate-set-parameters",
-                **{"x-checkpoint-delay": self.delay_ms})
-        pri.cmd("migrate", uri=f"tcp:127.0.0.1:{self.ports['migration']}")
+        self.listen()
+        self.attach_disk()
+        self.migrate()
         wait_until("COLO on both sides", lambda:
                    pri.cmd("query-colo-status")["mode"] == "primary" and
                    sec.cmd("query-colo-status")["mode"] == "secondary")
+
+    def listen(self):
+        """The secondary waits for the primary: NBD server and incoming
+        migration (over TLS, accepting only the primary, with @tls)."""
+        sec = self.sec.vm
+        self._caps(sec)
+        server_tls = None
+        if self.tls:
+            server_tls = {"tls-creds": "tls-server", "tls-authz": "tls-peer"}
+            sec.cmd("migrate-set-parameters", **server_tls)
+        export_secondary_disk(sec, self.ports["nbd"], tls=server_tls)
+        sec.cmd("migrate-incoming",
+                uri=f"tcp:127.0.0.1:{self.ports['migration']}")
+
+    def attach_disk(self):
+        """The primary's replication link to the secondary's disk."""
+        attach_replication(self.pri.vm, self.ports["nbd"],
+                           tls_creds="tls-client" if self.tls else None)
+
+    def migrate(self):
+        """The primary starts the migration that becomes COLO."""
+        pri = self.pri.vm
+        self._caps(pri)
+        params = {"x-checkpoint-delay": self.delay_ms}
+        if self.tls:
+            params["tls-creds"] = "tls-client"
+        pri.cmd("migrate-set-parameters", **params)
+        pri.cmd("migrate", uri=f"tcp:127.0.0.1:{self.ports['migration']}")
 
     # --- while COLO runs -------------------------------------------------
 

@@ -127,20 +127,23 @@ def decide_failover(vm, timeout=60):
                vm.cmd("query-status")["status"] == "running", timeout)
 
 
-def export_secondary_disk(sec, nbd_port):
-    """Secondary side of disk replication: its disk, writable over NBD."""
+def export_secondary_disk(sec, nbd_port, tls=None):
+    """Secondary side of disk replication: its disk, writable over NBD.
+    @tls: the server's TLS arguments of nbd-server-start."""
     sec.cmd("nbd-server-start", addr={"type": "inet", "data": {
-        "host": "127.0.0.1", "port": str(nbd_port)}})
+        "host": "127.0.0.1", "port": str(nbd_port)}}, **(tls or {}))
     sec.cmd("nbd-server-add", device="parent0", writable=True)
 
 
-def attach_replication(pri, nbd_port):
+def attach_replication(pri, nbd_port, tls_creds=None):
     """Primary side: a replication node to the secondary's disk, added to
-    the quorum colo-disk0 as its second child."""
+    the quorum colo-disk0 as its second child (over TLS with
+    @tls_creds)."""
+    tls = f",file.tls-creds={tls_creds}" if tls_creds else ""
     out = hmp(pri, "drive_add -n buddy driver=replication,mode=primary,"
                    "file.driver=nbd,file.host=127.0.0.1,"
                    f"file.port={nbd_port},file.export=parent0,"
-                   "node-name=replication0")
+                   f"node-name=replication0{tls}")
     if out.strip() not in ("", "OK"):
         raise AssertionError(f"drive_add failed: {out}")
     pri.cmd("x-blockdev-change", parent="colo-disk0", node="replication0")

@@ -41,7 +41,7 @@ import signal
 import sys
 import time
 
-from colo_net import GUEST_IP, echo_roundtrip
+from colo_net import EchoClient
 from colo_pair import ColoPair, console_alarms
 from harness import (NetNamespace, decide_failover, log, require_netns,
                      wait_event)
@@ -95,20 +95,6 @@ class LinkCutter:
         if self.active:
             self.ns.run(["nft", "delete", "table", "inet", self.TABLE])
             self.active = False
-
-
-class EchoClient:
-    """One TCP connection to the guest's echo server, from the client's
-    bridge."""
-
-    def __init__(self, ns):
-        self.sock = ns.connect(GUEST_IP, 7)
-
-    def roundtrip(self, text, timeout=90):
-        echo_roundtrip(self.sock, text, timeout)
-
-    def close(self):
-        self.sock.close()
 
 
 def not_running(vm):
