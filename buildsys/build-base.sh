@@ -38,19 +38,9 @@ if [ ! -f "$top/src/.colo-base-ok" ]; then
     cp -a "$BUILD/base" "$top/src"
 fi
 
-mkdir -p "$top/qemu"
-opts_stamp="$top/qemu/.colo-configure-opts"
-opts=$(echo $CONFIGURE_OPTS)
-if [ ! -f "$top/qemu/build.ninja" ] || [ "$(cat "$opts_stamp" 2>/dev/null)" != "$opts" ]; then
-    echo "build-base: configuring the unmodified base in $top/qemu"
-    rm -f "$opts_stamp"
-    (cd "$top/qemu" && "$top/src/configure" $opts >configure.log 2>&1) || {
-        tail -30 "$top/qemu/configure.log" >&2
-        echo "build-base: configure failed, see $top/qemu/configure.log" >&2
-        exit 1
-    }
-    echo "$opts" >"$opts_stamp"
-fi
+# Word splitting of the options is wanted here.
+# shellcheck disable=SC2086
+"$here/configure-once.sh" "$top/src" "$top/qemu" build-base $CONFIGURE_OPTS
 
 echo "build-base: compiling the unmodified base with $JOBS jobs (log: $top/qemu/make.log)"
 ninja -C "$top/qemu" -j"$JOBS" qemu-system-x86_64 >"$top/qemu/make.log" 2>&1 || {

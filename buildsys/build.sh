@@ -33,19 +33,9 @@ CONFIGURE_OPTS="--python=$PY --target-list=x86_64-softmmu
 "$here/fetch-base.sh" "$BUILD/base"
 $PY "$here/merge_tree.py" "$repo" "$BUILD/base" "$BUILD/src" "$BUILD/colo-manifest.txt"
 
-mkdir -p "$BUILD/qemu"
-opts_stamp="$BUILD/qemu/.colo-configure-opts"
-opts=$(echo $CONFIGURE_OPTS)
-if [ ! -f "$BUILD/qemu/build.ninja" ] || [ "$(cat "$opts_stamp" 2>/dev/null)" != "$opts" ]; then
-    echo "build: configuring in $BUILD/qemu"
-    rm -f "$opts_stamp"
-    (cd "$BUILD/qemu" && "$BUILD/src/configure" $opts >configure.log 2>&1) || {
-        tail -30 "$BUILD/qemu/configure.log" >&2
-        echo "build: configure failed, see $BUILD/qemu/configure.log" >&2
-        exit 1
-    }
-    echo "$opts" >"$opts_stamp"
-fi
+# Word splitting of the options is wanted here.
+# shellcheck disable=SC2086
+"$here/configure-once.sh" "$BUILD/src" "$BUILD/qemu" build $CONFIGURE_OPTS
 
 # QEMU's Makefile runs ninja and builds the x86 option ROMs beside it.
 echo "build: compiling with $JOBS jobs (log: $BUILD/qemu/make.log)"
