@@ -54,6 +54,11 @@ def run_build_checks(build):
                         build], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True)
     results.append(("build/overlay-compiled", r.returncode, r.stdout))
+    # -Werror for our sources only: the base is built without it.
+    r = subprocess.run([PY, os.path.join(HERE, "check-overlay-werror.py"),
+                        build], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    results.append(("build/overlay-werror", r.returncode, r.stdout))
     # QEMU's coding style, on our sources and patches alike.
     r = subprocess.run([PY, os.path.join(HERE, "checkpatch.py"), build],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -10,7 +10,8 @@ peer's name (tls-authz).
 
   good             COLO starts, checkpoints, compares an echo connection's
                    packets, and fails over to the secondary, which goes on
-                   with that connection;
+                   with that connection; once more with two multifd
+                   channels, which follow the migration's TLS;
   another CA       the secondary's certificate comes from another
                    authority,
   expired          or expired long ago,
@@ -53,10 +54,11 @@ def chardev_connected(vm, chardev):
                   property="connected")
 
 
-def good(ns, pki):
+def good(ns, pki, multifd=False):
     taps(ns, True)
     try:
         with ColoPair("tls-good", ns=ns, start="before", tls=pki["good"],
+                      multifd=multifd,
                       delay_ms=CHECKPOINT_DELAY_MS) as pair:
             pair.start_colo()
             pair.pri.wait_ready(timeout=180)
@@ -182,6 +184,8 @@ def main():
             ns.ip("link", "add", "br1", "type", "bridge")
             ns.ip("link", "set", "br1", "up")
             cases.run("TLS on every channel", good, ns, pki)
+            cases.run("TLS on every channel, two multifd channels", good,
+                      ns, pki, True)
             # The primary checks the secondary's certificate as the client
             # of the NBD export and of the migration.
             cases.run("secondary from another CA", refused, ns, pki,

@@ -177,7 +177,7 @@ static void test_cell(const void *opaque)
             fire(t->ev);
             return;
         }
-        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_subprocess(NULL, 0, 0);
         g_test_trap_assert_failed();
         return;
     }
