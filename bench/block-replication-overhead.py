@@ -49,19 +49,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 
 DISK_SIZE = 1024 ** 3
 DEPTHS = (1, 32)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd):
@@ -189,6 +182,11 @@ def main():
     try:
         disk = os.path.join(tmp, "primary.raw")
         fill(disk)
+        sys.path.insert(0, os.path.join(build, "src", "python"))
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                        "tests", "functional", "colo"))
+        from harness import free_port
+
         port = free_port()
         runs = {}
         with Secondary(build, tmp, port) as sec:

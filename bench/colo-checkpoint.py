@@ -72,12 +72,6 @@ def kvm_works():
         return False
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def loopback_ms_per_mib(mib=256):
     """Milliseconds per MiB through a loopback TCP connection."""
     srv = socket.socket()
@@ -131,17 +125,17 @@ class Run:
             vm.set_machine("pc")
 
     def _caps(self, vm):
-        caps = [{"capability": "x-colo", "state": True}]
-        if self.channels > 1:
-            caps.append({"capability": "multifd", "state": True})
-        vm.cmd("migrate-set-capabilities", capabilities=caps)
-        if self.channels > 1:
-            vm.cmd("migrate-set-parameters",
-                   **{"multifd-channels": self.channels})
+        from harness import colo_capabilities
+
+        # No return path: the base fails with it.
+        colo_capabilities(vm, return_path=False,
+                          multifd=self.channels if self.channels > 1 else 0)
 
     def start(self, delay_ms):
         self.dst.launch()
         self.src.launch()
+        from harness import free_port
+
         uri = f"tcp:127.0.0.1:{free_port()}"
         self._caps(self.dst)
         self.dst.cmd("migrate-incoming", uri=uri)
@@ -250,6 +244,7 @@ def main(argv):
     args = ap.parse_args(argv[1:])
     build = os.path.abspath(args.build)
     sys.path.insert(0, os.path.join(build, "src", "python"))
+    sys.path.insert(0, os.path.join(REPO, "tests", "functional", "colo"))
     ours = os.path.join(build, "qemu", "qemu-system-x86_64")
     base = os.path.join(build, "pristine", "qemu", "qemu-system-x86_64")
     firmware = os.path.join(build, "qemu", "qemu-bundle", "usr", "local",

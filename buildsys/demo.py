@@ -26,7 +26,6 @@ secondary, and fetches the same page from the secondary.
 """
 
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -48,12 +47,6 @@ CHECKPOINT_DELAY_MS = 1000
 
 def say(msg):
     print(f"demo: {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def guest_vm(name, tmp, http_port, incoming=None):
@@ -88,12 +81,6 @@ def wait_for(what, predicate, timeout=90):
 def fetch(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
         return r.status, r.read().decode().strip()
-
-
-def colo_caps(vm):
-    vm.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "x-colo", "state": True},
-        {"capability": "return-path", "state": True}])
 
 
 def decide(vm, event):
@@ -196,12 +183,12 @@ def main():
     say("not root or no network namespaces: a demo without the network "
         "proxy, over user-mode networking")
     tmp = tempfile.mkdtemp(prefix="colo-demo-")
-    mig_port, pri_http, sec_http = free_port(), free_port(), free_port()
+    mig_port, pri_http, sec_http = harness.free_ports(3)
     primary = secondary = None
     try:
         say("starting the secondary (waiting for the primary)")
         secondary, _ = guest_vm("secondary", tmp, sec_http, "defer")
-        colo_caps(secondary)
+        harness.colo_capabilities(secondary)
         secondary.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{mig_port}")
 
         say("starting the primary and booting the guest")
@@ -211,7 +198,7 @@ def main():
         status, body = fetch(pri_http)
         say(f"primary answers HTTP {status}: {body}")
 
-        colo_caps(primary)
+        harness.colo_capabilities(primary)
         primary.cmd("migrate-set-parameters",
                     **{"x-checkpoint-delay": CHECKPOINT_DELAY_MS})
         say("migrating to the secondary with x-colo")

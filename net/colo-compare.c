@@ -30,6 +30,7 @@
 #include "net/colo-compare.h"
 #include "net/colo-frame.h"
 #include "net/colo-matcher.h"
+#include "colo-qom.h"
 #include "trace.h"
 
 #define TYPE_COLO_COMPARE "colo-compare"
@@ -601,25 +602,12 @@ static bool compare_settable(ColoCompare *c, const char *name, Error **errp)
     return true;
 }
 
-#define COMPARE_STR_PROP(fn, field, prop)                                   \
-static char *compare_get_##fn(Object *obj, Error **errp)                    \
-{                                                                           \
-    return g_strdup(COLO_COMPARE(obj)->field);                              \
-}                                                                           \
-static void compare_set_##fn(Object *obj, const char *value, Error **errp)  \
-{                                                                           \
-    ColoCompare *c = COLO_COMPARE(obj);                                     \
-                                                                            \
-    if (compare_settable(c, prop, errp)) {                                  \
-        g_free(c->field);                                                   \
-        c->field = g_strdup(value);                                         \
-    }                                                                       \
+/* The chardev ids, as colo_qom_add_chardev_id() asks. */
+static bool compare_chardev_settable(Object *obj, const char *name,
+                                     Error **errp)
+{
+    return compare_settable(COLO_COMPARE(obj), name, errp);
 }
-
-COMPARE_STR_PROP(primary_in, in_id[IN_PRIMARY], "primary_in")
-COMPARE_STR_PROP(secondary_in, in_id[IN_SECONDARY], "secondary_in")
-COMPARE_STR_PROP(outdev, outdev_id, "outdev")
-COMPARE_STR_PROP(notify_dev, notify_id, "notify_dev")
 
 static bool compare_get_vnet_hdr(Object *obj, Error **errp)
 {
@@ -730,8 +718,9 @@ static const char *const counter_names[CNT__MAX] = {
     [CNT_CHECKPOINTS] = "checkpoints",
 };
 
-static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
+static uint64_t compare_counter(Object *obj, unsigned which)
 {
+    ColoCompare *c = COLO_COMPARE(obj);
     const ColoMatcherStats *st;
 
     QEMU_LOCK_GUARD(&c->lock);
@@ -739,7 +728,7 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
         return 0;
     }
     st = colo_matcher_stats(c->matcher);
-    switch (which) {
+    switch ((CompareCounter)which) {
     case CNT_PRIMARY_FRAMES:
         return st->frames[COLO_SIDE_PRIMARY];
     case CNT_SECONDARY_FRAMES:
@@ -791,15 +780,6 @@ static uint64_t compare_counter(ColoCompare *c, CompareCounter which)
     }
 }
 
-static void compare_get_counter(Object *obj, Visitor *v, const char *name,
-                                void *opaque, Error **errp)
-{
-    uint64_t value = compare_counter(COLO_COMPARE(obj),
-                                     (CompareCounter)(uintptr_t)opaque);
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
 /* ---- QOM ---- */
 
 static void colo_compare_instance_init(Object *obj)
@@ -832,15 +812,17 @@ static void colo_compare_class_init(ObjectClass *oc, const void *data)
 
     ucc->complete = colo_compare_complete;
 
-    object_class_property_add_str(oc, "primary_in", compare_get_primary_in,
-                                  compare_set_primary_in);
-    object_class_property_add_str(oc, "secondary_in",
-                                  compare_get_secondary_in,
-                                  compare_set_secondary_in);
-    object_class_property_add_str(oc, "outdev", compare_get_outdev,
-                                  compare_set_outdev);
-    object_class_property_add_str(oc, "notify_dev", compare_get_notify_dev,
-                                  compare_set_notify_dev);
+    colo_qom_add_chardev_id(oc, "primary_in",
+                            offsetof(ColoCompare, in_id[IN_PRIMARY]),
+                            compare_chardev_settable);
+    colo_qom_add_chardev_id(oc, "secondary_in",
+                            offsetof(ColoCompare, in_id[IN_SECONDARY]),
+                            compare_chardev_settable);
+    colo_qom_add_chardev_id(oc, "outdev", offsetof(ColoCompare, outdev_id),
+                            compare_chardev_settable);
+    colo_qom_add_chardev_id(oc, "notify_dev",
+                            offsetof(ColoCompare, notify_id),
+                            compare_chardev_settable);
     object_class_property_add_link(oc, "iothread", TYPE_IOTHREAD,
                                    offsetof(ColoCompare, iothread),
                                    object_property_allow_set_link,
@@ -857,11 +839,7 @@ static void colo_compare_class_init(ObjectClass *oc, const void *data)
     object_class_property_add_bool(oc, "vnet_hdr_support",
                                    compare_get_vnet_hdr,
                                    compare_set_vnet_hdr);
-    for (uintptr_t i = 0; i < CNT__MAX; i++) {
-        object_class_property_add(oc, counter_names[i], "uint64",
-                                  compare_get_counter, NULL, NULL,
-                                  (void *)i);
-    }
+    colo_qom_add_counters(oc, counter_names, CNT__MAX, compare_counter);
 }
 
 static const TypeInfo colo_compare_info = {

@@ -60,6 +60,7 @@
 #include "net/net.h"
 #include "net/colo-frame.h"
 #include "migration/colo.h"
+#include "colo-qom.h"
 
 #define TYPE_FILTER_MIRROR "filter-mirror"
 #define TYPE_FILTER_REDIRECTOR "filter-redirector"
@@ -508,41 +509,6 @@ static bool mirror_settable(Object *obj, const char *name, Error **errp)
     return true;
 }
 
-static char *mirror_get_indev(Object *obj, Error **errp)
-{
-    return g_strdup(mirror_state(obj)->indev);
-}
-
-/* indev and outdev: chardev ids, kept until setup opens them. */
-static void mirror_set_chardev_id(Object *obj, const char *prop,
-                                  char **field, const char *value,
-                                  Error **errp)
-{
-    char *old = *field;
-
-    if (mirror_settable(obj, prop, errp)) {
-        *field = g_strdup(value);
-        g_free(old);
-    }
-}
-
-static void mirror_set_indev(Object *obj, const char *value, Error **errp)
-{
-    mirror_set_chardev_id(obj, "indev", &mirror_state(obj)->indev, value,
-                          errp);
-}
-
-static char *mirror_get_outdev(Object *obj, Error **errp)
-{
-    return g_strdup(mirror_state(obj)->outdev);
-}
-
-static void mirror_set_outdev(Object *obj, const char *value, Error **errp)
-{
-    mirror_set_chardev_id(obj, "outdev", &mirror_state(obj)->outdev, value,
-                          errp);
-}
-
 static bool mirror_get_vnet_hdr(Object *obj, Error **errp)
 {
     return mirror_state(obj)->vnet_hdr;
@@ -555,12 +521,13 @@ static void mirror_set_vnet_hdr(Object *obj, bool value, Error **errp)
     }
 }
 
-static uint64_t mirror_counter(MirrorState *s, MirrorCounter c)
+static uint64_t mirror_counter(Object *obj, unsigned c)
 {
+    MirrorState *s = mirror_state(obj);
     const ColoFrameStats *out = s->writer ?
                                 colo_frame_writer_stats(s->writer) : NULL;
 
-    switch (c) {
+    switch ((MirrorCounter)c) {
     case MIRROR_FRAMES_OUT:
         return out ? out->frames : 0;
     case MIRROR_BYTES_OUT:
@@ -581,26 +548,17 @@ static uint64_t mirror_counter(MirrorState *s, MirrorCounter c)
     }
 }
 
-static void mirror_get_counter(Object *obj, Visitor *v, const char *name,
-                               void *opaque, Error **errp)
-{
-    uint64_t value = mirror_counter(mirror_state(obj),
-                                    (MirrorCounter)(uintptr_t)opaque);
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
 static void mirror_add_counter(ObjectClass *oc, const char *name,
                                MirrorCounter c)
 {
-    object_class_property_add(oc, name, "uint64", mirror_get_counter,
-                              NULL, NULL, (void *)(uintptr_t)c);
+    colo_qom_add_counter(oc, name, c, mirror_counter);
 }
 
 static void mirror_class_add_common(ObjectClass *oc)
 {
-    object_class_property_add_str(oc, "outdev", mirror_get_outdev,
-                                  mirror_set_outdev);
+    /* indev and outdev: chardev ids, kept until setup opens them. */
+    colo_qom_add_chardev_id(oc, "outdev", offsetof(MirrorState, outdev),
+                            mirror_settable);
     object_class_property_add_bool(oc, "vnet_hdr_support",
                                    mirror_get_vnet_hdr, mirror_set_vnet_hdr);
     mirror_add_counter(oc, "frames-out", MIRROR_FRAMES_OUT);
@@ -626,8 +584,8 @@ static void redirector_class_init(ObjectClass *oc, const void *data)
     nfc->setup = redirector_setup;
     nfc->cleanup = mirror_cleanup;
     mirror_class_add_common(oc);
-    object_class_property_add_str(oc, "indev", mirror_get_indev,
-                                  mirror_set_indev);
+    colo_qom_add_chardev_id(oc, "indev", offsetof(MirrorState, indev),
+                            mirror_settable);
     mirror_add_counter(oc, "frames-out-held", MIRROR_FRAMES_OUT_HELD);
     mirror_add_counter(oc, "frames-in", MIRROR_FRAMES_IN);
     mirror_add_counter(oc, "frames-in-dropped", MIRROR_FRAMES_IN_DROPPED);

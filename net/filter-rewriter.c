@@ -25,6 +25,7 @@
 #include "net/net.h"
 #include "migration/colo.h"
 #include "net/colo-rewrite.h"
+#include "colo-qom.h"
 #include "trace.h"
 
 #define TYPE_FILTER_REWRITER "filter-rewriter"
@@ -122,12 +123,12 @@ static void rewriter_handle_event(NetFilterState *nf, int event,
     }
 }
 
-static uint64_t rewriter_counter(FilterRewriterState *s,
-                                 FilterRewriterCounter which)
+static uint64_t rewriter_counter(Object *obj, unsigned which)
 {
+    FilterRewriterState *s = FILTER_REWRITER(obj);
     const ColoRewriteStats *st = colo_rewriter_stats(s->rw);
 
-    switch (which) {
+    switch ((FilterRewriterCounter)which) {
     case FR_TRACKED:
         return colo_rewriter_conn_count(s->rw);
     case FR_REWRITTEN:
@@ -145,15 +146,6 @@ static uint64_t rewriter_counter(FilterRewriterState *s,
     default:
         g_assert_not_reached();
     }
-}
-
-static void rewriter_get_counter(Object *obj, Visitor *v, const char *name,
-                                 void *opaque, Error **errp)
-{
-    uint64_t value = rewriter_counter(FILTER_REWRITER(obj),
-                                             GPOINTER_TO_INT(opaque));
-
-    visit_type_uint64(v, name, &value, errp);
 }
 
 static bool rewriter_get_vnet_hdr(Object *obj, Error **errp)
@@ -186,11 +178,8 @@ static void rewriter_class_init(ObjectClass *oc, const void *data)
     object_class_property_add_bool(oc, "vnet_hdr_support",
                                    rewriter_get_vnet_hdr,
                                    rewriter_set_vnet_hdr);
-    for (int i = 0; i < FR__MAX; i++) {
-        object_class_property_add(oc, rewriter_counter_names[i], "uint64",
-                                  rewriter_get_counter, NULL, NULL,
-                                  GINT_TO_POINTER(i));
-    }
+    colo_qom_add_counters(oc, rewriter_counter_names, FR__MAX,
+                          rewriter_counter);
 }
 
 static const TypeInfo rewriter_info = {

@@ -12,6 +12,8 @@ keeps TCP connections to the guest open across a failover.
 import subprocess
 import time
 
+from harness import colo_capabilities
+
 GUEST_IP = "10.0.2.15"
 MAC = "52:54:00:c0:10:01"
 
@@ -159,10 +161,7 @@ def secondary_proxy(base, tls=""):
 def colo_caps(vm):
     """The capabilities both sides need, set before the migration; with
     colo-verify, every checkpoint also proves the replica exact."""
-    vm.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "x-colo", "state": True},
-        {"capability": "return-path", "state": True},
-        {"capability": "colo-verify", "state": True}])
+    colo_capabilities(vm, verify=True)
 
 
 def compare_counters(vm, names):

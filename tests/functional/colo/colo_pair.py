@@ -21,9 +21,9 @@ import time
 import urllib.request
 
 from colo_net import GUEST_IP, primary_proxy, secondary_proxy, tap_nic
-from harness import (LinuxGuest, attach_replication, decide_failover,
-                     env_path, export_secondary_disk, free_ports, hmp, log,
-                     run, wait_event, wait_until)
+from harness import (LinuxGuest, attach_replication, colo_capabilities,
+                     decide_failover, env_path, export_secondary_disk,
+                     free_ports, hmp, log, run, wait_event, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -306,15 +306,8 @@ class ColoPair:
         return False
 
     def _caps(self, vm):
-        caps = ["x-colo", "return-path"]
-        if self.multifd:
-            caps.append("multifd")
-        if self.verify:
-            caps.append("colo-verify")
-        vm.cmd("migrate-set-capabilities", capabilities=[
-            {"capability": c, "state": True} for c in caps])
-        if self.multifd:
-            vm.cmd("migrate-set-parameters", **{"multifd-channels": 2})
+        colo_capabilities(vm, verify=self.verify,
+                          multifd=2 if self.multifd else 0)
 
     def start_colo(self):
         """The documented bring-up, secondary first, at the chosen moment."""

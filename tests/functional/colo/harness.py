@@ -89,6 +89,23 @@ def free_ports(count):
             s.close()
 
 
+def colo_capabilities(vm, return_path=True, verify=False, multifd=0):
+    """Set what both sides of a COLO pair need before the migration:
+    x-colo, return-path (unless told not to), colo-verify if asked, and
+    multifd with @multifd channels if that is not 0."""
+    caps = ["x-colo"]
+    if return_path:
+        caps.append("return-path")
+    if verify:
+        caps.append("colo-verify")
+    if multifd:
+        caps.append("multifd")
+    vm.cmd("migrate-set-capabilities", capabilities=[
+        {"capability": c, "state": True} for c in caps])
+    if multifd:
+        vm.cmd("migrate-set-parameters", **{"multifd-channels": multifd})
+
+
 def wait_until(what, predicate, timeout=120):
     deadline = time.monotonic() + timeout
     while not predicate():

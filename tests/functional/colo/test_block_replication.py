@@ -70,9 +70,9 @@ import sys
 import tempfile
 import time
 
-from harness import (LinuxGuest, attach_replication, decide_failover,
-                     env_path, export_secondary_disk, free_ports, hmp, log,
-                     run, wait_event, wait_until)
+from harness import (LinuxGuest, attach_replication, colo_capabilities,
+                     decide_failover, env_path, export_secondary_disk,
+                     free_ports, hmp, log, run, wait_event, wait_until)
 
 MiB = 1024 * 1024
 DISK_SIZE = 16 * MiB
@@ -236,12 +236,6 @@ def primary_args(paths):
     ] + disk_device()
 
 
-def colo_caps(vm):
-    vm.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "x-colo", "state": True},
-        {"capability": "return-path", "state": True}])
-
-
 def nbd_start(vm, port):
     vm.cmd("nbd-server-start", addr={
         "type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}})
@@ -249,12 +243,12 @@ def nbd_start(vm, port):
 
 def start_colo(pri, sec, ports):
     """The documented bring-up, secondary first."""
-    colo_caps(sec)
+    colo_capabilities(sec)
     export_secondary_disk(sec, ports["nbd"])
     sec.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{ports['migration']}")
 
     attach_replication(pri, ports["nbd"])
-    colo_caps(pri)
+    colo_capabilities(pri)
     pri.cmd("migrate-set-parameters", **{"x-checkpoint-delay": QUIET_MS})
     pri.cmd("migrate", uri=f"tcp:127.0.0.1:{ports['migration']}")
     wait_until("COLO on both sides", lambda:

@@ -35,23 +35,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 from colo_net import (GUEST_IP, Client, colo_caps, compare_counters,
                       primary_proxy, secondary_proxy, tap_nic)
 from colo_pair import console_alarms
 from harness import (LinuxGuest, NetNamespace, decide_failover, log,
-                     require_netns, wait_event)
+                     require_netns, wait_event, wait_until)
 
 CHECKPOINT_DELAY_MS = 1000
-
-
-def wait_until(what, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 COMPARE_COUNTERS = ("matched", "mismatches", "timeouts",

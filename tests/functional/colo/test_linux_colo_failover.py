@@ -13,7 +13,8 @@ answer HTTP.
 import sys
 import urllib.request
 
-from harness import LinuxGuest, free_ports, log, wait_event, wait_until
+from harness import (LinuxGuest, colo_capabilities, free_ports, log,
+                     wait_event, wait_until)
 
 CHECKPOINT_DELAY_MS = 500
 
@@ -31,23 +32,17 @@ def http_get(port):
     assert r.status == 200 and "COLO test guest" in body, (r.status, body)
 
 
-def colo_caps(vm):
-    vm.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "x-colo", "state": True},
-        {"capability": "return-path", "state": True}])
-
-
 def run_case(kill):
     mig_port, pri_http, sec_http = free_ports(3)
     with LinuxGuest("secondary", slirp_nic(sec_http),
                     extra_args=["-incoming", "defer"]) as sec, \
          LinuxGuest("primary", slirp_nic(pri_http)) as pri:
-        colo_caps(sec.vm)
+        colo_capabilities(sec.vm)
         sec.vm.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{mig_port}")
         pri.wait_ready()
         http_get(pri_http)
 
-        colo_caps(pri.vm)
+        colo_capabilities(pri.vm)
         pri.vm.cmd("migrate-set-parameters",
                    **{"x-checkpoint-delay": CHECKPOINT_DELAY_MS})
         pri.vm.cmd("migrate", uri=f"tcp:127.0.0.1:{mig_port}")

@@ -508,6 +508,20 @@ static void test_bad_properties(void)
                          "'property': 'compare_timeout', 'value': 5}}");
     g_assert(qdict_haskey(rsp, "error"));
     qobject_unref(rsp);
+    /* Its chardev ids read back, and are as fixed as the rest. */
+    rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments': "
+                         "{'path': '/objects/good', "
+                         "'property': 'primary_in'}}");
+    g_assert_cmpstr(qdict_get_try_str(rsp, "return"), ==, "s1");
+    qobject_unref(rsp);
+    rsp = qtest_qmp(qts, "{'execute': 'qom-set', 'arguments': "
+                         "{'path': '/objects/good', "
+                         "'property': 'outdev', 'value': 's1'}}");
+    g_assert(qdict_haskey(rsp, "error"));
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"),
+                            "'outdev' cannot change"));
+    qobject_unref(rsp);
     qtest_quit(qts);
     for (int i = 1; i <= 3; i++) {
         g_autofree char *path = g_strdup_printf("%s/s%d", dir, i);
