@@ -110,21 +110,11 @@ const char *colo_divergence_str(ColoDivergence why)
     return why < COLO_DIVERGED__MAX ? divergence_names[why] : "unknown";
 }
 
-/* ---- Sequence arithmetic (RFC 793 / 1982: modulo 2^32) ---- */
-
-static bool seq_lt(uint32_t a, uint32_t b)
-{
-    return (int32_t)(a - b) < 0;
-}
-
-static bool seq_le(uint32_t a, uint32_t b)
-{
-    return (int32_t)(a - b) <= 0;
-}
+/* ---- Sequence arithmetic: colo_seq_lt() and colo_seq_le() ---- */
 
 static uint32_t seq_min(uint32_t a, uint32_t b)
 {
-    return seq_lt(a, b) ? a : b;
+    return colo_seq_lt(a, b) ? a : b;
 }
 
 /* ---- Frames ---- */
@@ -259,7 +249,7 @@ static void flow_reset_tcp(ColoFlow *fl)
 static void release_unmatched(ColoMatcher *m, ColoFlow *fl, ColoHeld *h)
 {
     if (held_is_tcp(h)) {
-        if (!fl->synced || seq_lt(fl->next, h->seq_end)) {
+        if (!fl->synced || colo_seq_lt(fl->next, h->seq_end)) {
             fl->synced = true;
             fl->next = h->seq_end;
         }
@@ -311,7 +301,7 @@ static bool tcp_acked(const ColoFlow *fl, const ColoHeld *p)
     if (!held_flag(p, TH_ACK)) {
         return true;
     }
-    return fl->sec_acked && seq_le(p->pkt.tcp.ack, fl->sec_ack);
+    return fl->sec_acked && colo_seq_le(p->pkt.tcp.ack, fl->sec_ack);
 }
 
 static void tcp_note_secondary_ack(ColoFlow *fl, const ColoHeld *s)
@@ -319,7 +309,7 @@ static void tcp_note_secondary_ack(ColoFlow *fl, const ColoHeld *s)
     if (!held_flag(s, TH_ACK)) {
         return;
     }
-    if (!fl->sec_acked || seq_lt(fl->sec_ack, s->pkt.tcp.ack)) {
+    if (!fl->sec_acked || colo_seq_lt(fl->sec_ack, s->pkt.tcp.ack)) {
         fl->sec_acked = true;
         fl->sec_ack = s->pkt.tcp.ack;
     }
@@ -334,7 +324,7 @@ static void tcp_note_queued_ack(gpointer data, gpointer opaque)
 static bool tcp_is_old(const ColoFlow *fl, const ColoHeld *s)
 {
     return fl->synced && !held_flag(s, TH_RST) &&
-           seq_le(s->seq_end, fl->next);
+           colo_seq_le(s->seq_end, fl->next);
 }
 
 static bool tcp_syn_equal(const ColoHeld *p, const ColoHeld *s)
@@ -365,10 +355,10 @@ static bool tcp_match_step(ColoFlow *fl, const ColoHeld *p, const ColoHeld *s)
      * sequence number of a SYN, or one that came round the whole sequence
      * space) has nothing to compare: the streams disagree.
      */
-    if (seq_lt(pos, p->data_start) || seq_lt(pos, s->data_start)) {
+    if (colo_seq_lt(pos, p->data_start) || colo_seq_lt(pos, s->data_start)) {
         return false;
     }
-    if (seq_lt(pos, p->data_end) && seq_lt(pos, s->data_end)) {
+    if (colo_seq_lt(pos, p->data_end) && colo_seq_lt(pos, s->data_end)) {
         uint32_t end = seq_min(p->data_end, s->data_end);
         const uint8_t *pb = colo_packet_payload(&p->pkt) +
                             (pos - p->data_start);
@@ -466,7 +456,7 @@ static bool tcp_primary_opens(const ColoFlow *fl, const ColoHeld *p)
 {
     return held_flag(p, TH_SYN) &&
            !(fl->synced && fl->has_syn && p->seq_end == fl->syn_end &&
-             seq_le(p->seq_end, fl->next));
+             colo_seq_le(p->seq_end, fl->next));
 }
 
 /* One step of a TCP flow; false when it must wait for more input. */
@@ -497,10 +487,10 @@ static bool tcp_step(ColoMatcher *m, ColoFlow *fl)
         fl->synced = true;
         fl->next = p->seq_start;
     }
-    if (held_flag(p, TH_RST) && seq_le(p->seq_start, fl->next)) {
+    if (held_flag(p, TH_RST) && colo_seq_le(p->seq_start, fl->next)) {
         return tcp_reset(m, fl);
     }
-    if (seq_le(p->seq_end, fl->next)) {
+    if (colo_seq_le(p->seq_end, fl->next)) {
         if (!tcp_acked(fl, p)) {
             return false;
         }
@@ -512,8 +502,8 @@ static bool tcp_step(ColoMatcher *m, ColoFlow *fl)
         release(m, g_queue_pop_head(&fl->held[SIDE_P]), RELEASE_MATCHED);
         return true;
     }
-    if (seq_lt(fl->next, p->seq_start) || !s ||
-        seq_lt(fl->next, s->seq_start)) {
+    if (colo_seq_lt(fl->next, p->seq_start) || !s ||
+        colo_seq_lt(fl->next, s->seq_start)) {
         /* A gap on either side: wait for it to fill or time out. */
         return false;
     }
@@ -521,7 +511,7 @@ static bool tcp_step(ColoMatcher *m, ColoFlow *fl)
         diverge(m, fl, COLO_DIVERGED_PAYLOAD);
         return false;
     }
-    if (seq_le(s->seq_end, fl->next)) {
+    if (colo_seq_le(s->seq_end, fl->next)) {
         /* Used up; not a retransmission. */
         drop_secondary(m, g_queue_pop_head(&fl->held[SIDE_S]));
     }

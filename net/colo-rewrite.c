@@ -79,13 +79,7 @@ typedef struct ColoRewriteFrame {
     bool csum_partial;
 } ColoRewriteFrame;
 
-/* ---- Sequence arithmetic and checksums ---- */
-
-/* a >= b in sequence space (RFC 1982 style, modulo 2^32). */
-static bool seq_geq(uint32_t a, uint32_t b)
-{
-    return (int32_t)(a - b) >= 0;
-}
+/* ---- Checksums (sequence arithmetic: colo_seq_le() in colo.h) ---- */
 
 static uint32_t csum_fold(uint32_t sum)
 {
@@ -375,14 +369,14 @@ static void track_close(ColoRewriter *rw, ColoRewriteConn *c,
     }
     if (dir == COLO_REWRITE_FROM_GUEST) {
         c->peer_fin_acked |= acks && c->peer_fin &&
-                             seq_geq(f->pkt.tcp.ack, c->peer_fin_end);
+                             colo_seq_le(c->peer_fin_end, f->pkt.tcp.ack);
         if (flags & TH_FIN) {
             c->guest_fin = true;
             c->guest_fin_end = end + conn_offset(c);
         }
     } else {
         c->guest_fin_acked |= acks && c->guest_fin &&
-                              seq_geq(f->pkt.tcp.ack, c->guest_fin_end);
+                              colo_seq_le(c->guest_fin_end, f->pkt.tcp.ack);
         if (flags & TH_FIN) {
             c->peer_fin = true;
             c->peer_fin_end = end;

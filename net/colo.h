@@ -115,6 +115,20 @@ ColoParseResult colo_packet_parse(ColoPacket *pkt, const void *buf,
 /* A short fixed name for @res, for traces and error messages. */
 const char *colo_parse_result_str(ColoParseResult res);
 
+/*
+ * TCP sequence numbers compare modulo 2^32 (RFC 793, RFC 1982): a is
+ * before b when b - a, as a signed 32-bit number, is positive.
+ */
+static inline bool colo_seq_lt(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static inline bool colo_seq_le(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) <= 0;
+}
+
 static inline const uint8_t *colo_packet_payload(const ColoPacket *pkt)
 {
     return pkt->buf + pkt->payload_off;

@@ -1611,10 +1611,25 @@ static void test_table_with_packets(void)
     g_free(reply.data);
 }
 
+/* Sequence numbers compare modulo 2^32, across the wrap. */
+static void test_seq_arithmetic(void)
+{
+    g_assert_true(colo_seq_lt(1, 2));
+    g_assert_false(colo_seq_lt(2, 2));
+    g_assert_true(colo_seq_le(2, 2));
+    g_assert_true(colo_seq_lt(0xfffffff0, 0x10));
+    g_assert_false(colo_seq_lt(0x10, 0xfffffff0));
+    g_assert_true(colo_seq_le(0xffffffff, 0));
+    /* Half the space ahead is after; one more is before again. */
+    g_assert_true(colo_seq_lt(0, 0x7fffffff));
+    g_assert_false(colo_seq_lt(0, 0x80000001));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
+    g_test_add_func("/colo/packet/seq-arithmetic", test_seq_arithmetic);
     g_test_add_func("/colo/packet/ipv4-tcp", test_ip4_tcp);
     g_test_add_func("/colo/packet/ipv4-options-udp", test_ip4_options_udp);
     g_test_add_func("/colo/packet/ipv4-icmp", test_ip4_icmp);
