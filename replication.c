@@ -51,56 +51,47 @@ static void replication_unwind(ReplicationState *until)
     }
 }
 
-void replication_start_all(ReplicationMode mode, Error **errp)
+bool replication_start_all(ReplicationMode mode, Error **errp)
 {
-    ERRP_GUARD();
     ReplicationState *rs;
 
     assert(bql_locked());
     QTAILQ_FOREACH(rs, &replicated, next) {
-        if (rs->ops->start) {
-            rs->ops->start(rs, mode, errp);
-        }
-        if (*errp) {
+        if (rs->ops->start && !rs->ops->start(rs, mode, errp)) {
             replication_unwind(rs);
-            return;
+            return false;
         }
     }
+    return true;
 }
 
-void replication_do_checkpoint_all(Error **errp)
+bool replication_do_checkpoint_all(Error **errp)
 {
-    ERRP_GUARD();
     ReplicationState *rs;
 
     assert(bql_locked());
     QTAILQ_FOREACH(rs, &replicated, next) {
-        if (rs->ops->checkpoint) {
-            rs->ops->checkpoint(rs, errp);
-        }
-        if (*errp) {
-            return;
+        if (rs->ops->checkpoint && !rs->ops->checkpoint(rs, errp)) {
+            return false;
         }
     }
+    return true;
 }
 
-void replication_get_error_all(Error **errp)
+bool replication_get_error_all(Error **errp)
 {
-    ERRP_GUARD();
     ReplicationState *rs;
 
     assert(bql_locked());
     QTAILQ_FOREACH(rs, &replicated, next) {
-        if (rs->ops->get_error) {
-            rs->ops->get_error(rs, errp);
-        }
-        if (*errp) {
-            return;
+        if (rs->ops->get_error && !rs->ops->get_error(rs, errp)) {
+            return false;
         }
     }
+    return true;
 }
 
-void replication_stop_all(bool failover, Error **errp)
+bool replication_stop_all(bool failover, Error **errp)
 {
     ReplicationState *rs;
     Error *first = NULL;
@@ -109,16 +100,17 @@ void replication_stop_all(bool failover, Error **errp)
     QTAILQ_FOREACH_REVERSE(rs, &replicated, next) {
         Error *err = NULL;
 
-        if (rs->ops->stop) {
-            rs->ops->stop(rs, failover, &err);
-        }
-        if (err && !first) {
+        if (rs->ops->stop && !rs->ops->stop(rs, failover, &err) && !first) {
             first = err;
         } else {
             error_free(err);
         }
     }
-    error_propagate(errp, first);
+    if (first) {
+        error_propagate(errp, first);
+        return false;
+    }
+    return true;
 }
 
 char **replication_peer_links(void)

@@ -793,7 +793,7 @@ static bool repl_role_check(BlockDriverState *bs, ReplicationMode role,
  * not pair that disk with the PVM's RAM.  Failing it makes COLO fail
  * over, and the primary goes on alone.
  */
-static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
+static bool repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
 {
     BDRVReplicationState *s = bs->opaque;
     int io_error = qatomic_read(&s->io_error);
@@ -803,7 +803,7 @@ static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
         error_setg_errno(errp, -io_error, "Replication node '%s' cannot "
                          "checkpoint: I/O to the secondary failed",
                          repl_name(bs));
-        return;
+        return false;
     }
     /* However it got there, a node nobody writes through replicates nothing. */
     bdrv_graph_rdlock_main_loop();
@@ -812,10 +812,12 @@ static void repl_primary_checkpoint(BlockDriverState *bs, Error **errp)
     if (orphan) {
         error_setg(errp, "Replication node '%s' cannot checkpoint: it is "
                    "no longer part of a disk", repl_name(bs));
+        return false;
     }
+    return true;
 }
 
-static void repl_start(ReplicationState *rs, ReplicationMode mode,
+static bool repl_start(ReplicationState *rs, ReplicationMode mode,
                        Error **errp)
 {
     BlockDriverState *bs = rs->opaque;
@@ -824,10 +826,10 @@ static void repl_start(ReplicationState *rs, ReplicationMode mode,
     GLOBAL_STATE_CODE();
     if (!repl_verb_check(bs, REPL_VERB_START, errp) ||
         !repl_role_check(bs, mode, errp)) {
-        return;
+        return false;
     }
     if (mode == REPLICATION_MODE_SECONDARY && !repl_secondary_start(bs, errp)) {
-        return;
+        return false;
     }
     error_free(s->bg_error);
     s->bg_error = NULL;
@@ -837,51 +839,51 @@ static void repl_start(ReplicationState *rs, ReplicationMode mode,
         repl_primary_block_detach(bs);
     }
     repl_set_state(bs, REPL_NODE_REPLICATING);
+    return true;
 }
 
-static void repl_checkpoint(ReplicationState *rs, Error **errp)
+static bool repl_checkpoint(ReplicationState *rs, Error **errp)
 {
     BlockDriverState *bs = rs->opaque;
     BDRVReplicationState *s = bs->opaque;
 
     GLOBAL_STATE_CODE();
     if (!repl_verb_check(bs, REPL_VERB_CHECKPOINT, errp)) {
-        return;
+        return false;
     }
     trace_replication_checkpoint(repl_name(bs), ReplicationMode_str(s->role));
     if (s->role == REPLICATION_MODE_SECONDARY) {
-        repl_overlays_empty(bs, errp);
-        return;
+        return repl_overlays_empty(bs, errp);
     }
-    repl_primary_checkpoint(bs, errp);
+    return repl_primary_checkpoint(bs, errp);
 }
 
-static void repl_stop(ReplicationState *rs, bool failover, Error **errp)
+static bool repl_stop(ReplicationState *rs, bool failover, Error **errp)
 {
     BlockDriverState *bs = rs->opaque;
     BDRVReplicationState *s = bs->opaque;
 
     GLOBAL_STATE_CODE();
     if (!repl_verb_check(bs, REPL_VERB_STOP, errp)) {
-        return;
+        return false;
     }
     if (s->role == REPLICATION_MODE_PRIMARY) {
         repl_primary_unblock_detach(bs);
         repl_set_state(bs, REPL_NODE_STOPPED);
-        return;
+        return true;
     }
     if (s->state == REPL_NODE_REPLICATING) {
         repl_secondary_teardown(bs, s->hidden->bs);
     }
     if (failover) {
-        repl_commit_start(bs, errp);
-        return;
+        return repl_commit_start(bs, errp);
     }
     repl_top_unblock(bs);
     repl_set_state(bs, REPL_NODE_IDLE);
+    return true;
 }
 
-static void repl_get_error(ReplicationState *rs, Error **errp)
+static bool repl_get_error(ReplicationState *rs, Error **errp)
 {
     BlockDriverState *bs = rs->opaque;
     BDRVReplicationState *s = bs->opaque;
@@ -890,10 +892,14 @@ static void repl_get_error(ReplicationState *rs, Error **errp)
     GLOBAL_STATE_CODE();
     if (s->bg_error) {
         error_propagate(errp, error_copy(s->bg_error));
-    } else if (io_error) {
+        return false;
+    }
+    if (io_error) {
         error_setg_errno(errp, -io_error, "Replication node '%s' cannot "
                          "reach the secondary", repl_name(bs));
+        return false;
     }
+    return true;
 }
 
 /* A primary writes to the secondary through its file child (NBD). */

@@ -248,11 +248,8 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
     }
     colo_stats_apply_phase_done(COLO_APPLY_DEVICE_LOAD);
 
-    replication_get_error_all(errp);
-    if (!*errp) {
-        replication_do_checkpoint_all(errp);
-    }
-    if (!*errp) {
+    if (replication_get_error_all(errp) &&
+        replication_do_checkpoint_all(errp)) {
         colo_notify_filters_event(COLO_EVENT_CHECKPOINT, errp);
     }
     colo_stats_apply_phase_done(COLO_APPLY_DISKS);

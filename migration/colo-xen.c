@@ -45,10 +45,7 @@ ReplicationStatus *qmp_query_xen_replication_status(Error **errp)
 
 void qmp_xen_colo_do_checkpoint(Error **errp)
 {
-    ERRP_GUARD();
-
-    replication_do_checkpoint_all(errp);
-    if (!*errp) {
+    if (replication_do_checkpoint_all(errp)) {
         colo_notify_filters_event(COLO_EVENT_CHECKPOINT, errp);
     }
 }

@@ -26,16 +26,16 @@ typedef struct ReplicationState ReplicationState;
  */
 struct ReplicationOps {
     /* Begin replicating in @mode; COLO has just entered that role. */
-    void (*start)(ReplicationState *rs, ReplicationMode mode, Error **errp);
+    bool (*start)(ReplicationState *rs, ReplicationMode mode, Error **errp);
     /*
      * End replication.  @failover true: this side survives and must carry on
      * alone with its own data; false: replication just stops.
      */
-    void (*stop)(ReplicationState *rs, bool failover, Error **errp);
+    bool (*stop)(ReplicationState *rs, bool failover, Error **errp);
     /* Both VMs now hold the same state: drop what diverged since the last. */
-    void (*checkpoint)(ReplicationState *rs, Error **errp);
+    bool (*checkpoint)(ReplicationState *rs, Error **errp);
     /* Report an error that happened in the background since the last call. */
-    void (*get_error)(ReplicationState *rs, Error **errp);
+    bool (*get_error)(ReplicationState *rs, Error **errp);
     /*
      * Optional: the node through which this side writes to its peer (a
      * primary's NBD client), or NULL.  Yanking its block-node instance
@@ -60,16 +60,16 @@ void replication_remove(ReplicationState *rs);
  * those already started are stopped again, so a failed start leaves
  * nothing half-running.
  */
-void replication_start_all(ReplicationMode mode, Error **errp);
+bool replication_start_all(ReplicationMode mode, Error **errp);
 /* Checkpoint every component; stops at the first failure. */
-void replication_do_checkpoint_all(Error **errp);
+bool replication_do_checkpoint_all(Error **errp);
 /* First background error of any component, if there was one. */
-void replication_get_error_all(Error **errp);
+bool replication_get_error_all(Error **errp);
 /*
  * Stop every component, in reverse registration order, even after a
  * failure; reports the first failure.
  */
-void replication_stop_all(bool failover, Error **errp);
+bool replication_stop_all(bool failover, Error **errp);
 /* The peer_link of every component that has one; free with g_strfreev(). */
 char **replication_peer_links(void);
 

@@ -30,7 +30,7 @@ static void journal_add(const char *verb, ReplicationState *rs)
                            verb, f->name);
 }
 
-static void fake_start(ReplicationState *rs, ReplicationMode mode,
+static bool fake_start(ReplicationState *rs, ReplicationMode mode,
                        Error **errp)
 {
     Fake *f = rs->opaque;
@@ -39,37 +39,45 @@ static void fake_start(ReplicationState *rs, ReplicationMode mode,
                                                    "start-secondary", rs);
     if (f->fail_start) {
         error_setg(errp, "%s cannot start", f->name);
+        return false;
     }
+    return true;
 }
 
-static void fake_stop(ReplicationState *rs, bool failover, Error **errp)
+static bool fake_stop(ReplicationState *rs, bool failover, Error **errp)
 {
     Fake *f = rs->opaque;
 
     journal_add(failover ? "failover" : "stop", rs);
     if (f->fail_stop) {
         error_setg(errp, "%s cannot stop", f->name);
+        return false;
     }
+    return true;
 }
 
-static void fake_checkpoint(ReplicationState *rs, Error **errp)
+static bool fake_checkpoint(ReplicationState *rs, Error **errp)
 {
     Fake *f = rs->opaque;
 
     journal_add("checkpoint", rs);
     if (f->fail_checkpoint) {
         error_setg(errp, "%s cannot checkpoint", f->name);
+        return false;
     }
+    return true;
 }
 
-static void fake_get_error(ReplicationState *rs, Error **errp)
+static bool fake_get_error(ReplicationState *rs, Error **errp)
 {
     Fake *f = rs->opaque;
 
     journal_add("get-error", rs);
     if (f->fail_get_error) {
         error_setg(errp, "%s is broken", f->name);
+        return false;
     }
+    return true;
 }
 
 static const ReplicationOps fake_ops = {
