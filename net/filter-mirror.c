@@ -454,7 +454,7 @@ static void redirector_handle_event(NetFilterState *nf, int event,
     MirrorState *s = mirror_state(nf);
     int64_t now;
 
-    if (event != COLO_EVENT_FAILOVER) {
+    if ((ColoEvent)event != COLO_EVENT_FAILOVER) {
         return;
     }
     if (!object_property_set_str(OBJECT(nf), "status", "off", errp) ||

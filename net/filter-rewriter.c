@@ -108,11 +108,13 @@ static void rewriter_handle_event(NetFilterState *nf, int event,
     FilterRewriterState *s = FILTER_REWRITER(nf);
     const char *id = object_get_canonical_path_component(OBJECT(nf));
 
-    if (event == COLO_EVENT_CHECKPOINT) {
+    switch ((ColoEvent)event) {
+    case COLO_EVENT_CHECKPOINT:
         colo_rewriter_checkpoint(s->rw);
         trace_colo_rewriter_event(id, "checkpoint",
                                   colo_rewriter_conn_count(s->rw));
-    } else if (event == COLO_EVENT_FAILOVER) {
+        break;
+    case COLO_EVENT_FAILOVER:
         colo_rewriter_failover(s->rw);
         trace_colo_rewriter_event(id, "failover",
                                   colo_rewriter_conn_count(s->rw));
@@ -120,6 +122,9 @@ static void rewriter_handle_event(NetFilterState *nf, int event,
         if (!colo_rewriter_active(s->rw)) {
             object_property_set_str(OBJECT(nf), "status", "off", errp);
         }
+        break;
+    case COLO_EVENT_NONE:
+        break;
     }
 }
 

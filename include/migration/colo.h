@@ -11,14 +11,16 @@
 #include "qapi/qapi-types-migration.h"
 
 /*
- * What a COLO netfilter is told through NetFilterClass::handle_event.
- * The numbers are part of the netfilter interface: 0 means nothing happened.
+ * What a COLO netfilter is told through NetFilterClass::handle_event,
+ * which carries it as an int: a handler turns it back into a ColoEvent
+ * first.  The numbers are part of the netfilter interface: 0 means
+ * nothing happened.
  */
-enum colo_event {
+typedef enum ColoEvent {
     COLO_EVENT_NONE,
     COLO_EVENT_CHECKPOINT,  /* both VMs now hold the same state */
     COLO_EVENT_FAILOVER,    /* this side runs alone from now on */
-};
+} ColoEvent;
 
 /* --- Both sides ------------------------------------------------------- */
 
