@@ -97,12 +97,11 @@ static void colo_primary_timer_fired(void *opaque)
     colo_primary_request_checkpoint();
 }
 
-/* With the BQL: the next periodic checkpoint is one delay after the last. */
 /*
- * Periodic checkpoints start x-checkpoint-delay apart, however long each
- * one takes, so that their rate is the one asked for; but the PVM runs at
- * least half the delay between two, or checkpoints slower than the delay
- * would leave it no time at all.
+ * With the BQL.  Periodic checkpoints start x-checkpoint-delay apart,
+ * however long each one takes, so that their rate is the one asked for;
+ * but the PVM runs at least half the delay between two, or checkpoints
+ * slower than the delay would leave it no time at all.
  */
 static void colo_primary_arm_timer(ColoPrimary *p)
 {
