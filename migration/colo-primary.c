@@ -41,6 +41,9 @@
 #include "savevm.h"
 #include "qemu-file.h"
 #include "colo-internal.h"
+#include "colo-primary.h"
+#include "colo-wire.h"
+#include "colo-watchdog.h"
 #include "colo-stats.h"
 #include "colo-verify.h"
 #include "trace.h"
@@ -85,16 +88,24 @@ static void __attribute__((constructor)) colo_primary_init_once(void)
     qemu_mutex_init(&primary.io_lock);
 }
 
-void colo_primary_request_checkpoint(void)
+static void colo_primary_want_checkpoint(COLOCheckpointCause cause)
 {
+    colo_stats_want(cause);
     qatomic_set(&primary.checkpoint_wanted, true);
     qemu_sem_post(&primary.wake);
 }
 
 static void colo_primary_timer_fired(void *opaque)
 {
-    colo_stats_want(COLO_CHECKPOINT_CAUSE_TIMER);
-    colo_primary_request_checkpoint();
+    colo_primary_want_checkpoint(COLO_CHECKPOINT_CAUSE_TIMER);
+}
+
+/* colo-compare, from its thread: the outputs differ, or waited too long. */
+void colo_checkpoint_request(COLOCheckpointCause cause)
+{
+    if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_primary_want_checkpoint(cause);
+    }
 }
 
 /*
@@ -119,23 +130,20 @@ static void colo_primary_checkpoint_timed(ColoPrimary *p, int64_t began_ms)
     colo_primary_arm_timer(p);
 }
 
-void colo_primary_delay_changed(void)
+/* x-checkpoint-delay changed: it counts from the last checkpoint at once. */
+void colo_checkpoint_delay_set(void)
 {
     assert(bql_locked());
-    if (primary.timer) {
+    if (colo_current_mode() == COLO_MODE_PRIMARY && primary.timer) {
         colo_primary_arm_timer(&primary);
     }
 }
 
 /*
- * Failover waker, from any thread: the secondary is gone, so stop waiting
- * for it.  Shutting the channel down unblocks I/O in progress; the thread
- * then sees the pending failover at its next check.
- */
-/*
- * The disk links to a lost secondary are cut too: a hung secondary never
- * answers their requests, and the quorum, a VM stop or a drain would wait
- * for them for good, possibly with the BQL held.  The yank fails them.
+ * The disk links to a lost secondary are cut with the rest: a hung
+ * secondary never answers their requests, and the quorum, a VM stop or a
+ * drain would wait for them for good, possibly with the BQL held.  The
+ * yank fails them.
  */
 static void colo_primary_cut_disk_links_locked(ColoPrimary *p)
 {
@@ -175,6 +183,11 @@ static void colo_primary_cut_peer(ColoPrimary *p)
  * has it say goodbye over the working link.  In a checkpoint it may be
  * blocked on a secondary that will never answer: cut.
  */
+/*
+ * Failover waker, from any thread: stop waiting for the secondary.  In a
+ * checkpoint the links are cut, so that blocked I/O returns; either way
+ * the thread sees the pending failover when it wakes.
+ */
 static void colo_primary_unblock(void *opaque)
 {
     ColoPrimary *p = opaque;
@@ -194,6 +207,14 @@ void colo_primary_leave(void)
         !qatomic_read(&primary.busy)) {
         /* Sent with the BQL held: the thread needs no BQL for it. */
         qemu_sem_timedwait(&primary.left, COLO_LEAVE_WAIT_MS);
+    }
+}
+
+/* migrate_cancel: a primary leaves COLO on purpose, before the cut. */
+void colo_migration_cancelled(void)
+{
+    if (colo_current_mode() == COLO_MODE_PRIMARY) {
+        colo_primary_leave();
     }
 }
 

@@ -48,6 +48,8 @@
 #include "ram.h"
 #include "multifd.h"
 #include "colo-internal.h"
+#include "colo-wire.h"
+#include "colo-watchdog.h"
 #include "colo-stats.h"
 #include "colo-verify.h"
 #include "trace.h"

@@ -22,7 +22,8 @@
 #include "system/ramblock.h"
 #include "migration/misc.h"
 #include "ram.h"
-#include "colo-internal.h"
+#include "colo-wire.h"
+#include "colo-watchdog.h"
 #include "colo-verify.h"
 #include "trace.h"
 

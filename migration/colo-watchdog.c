@@ -33,6 +33,8 @@
 #include "options.h"
 #include "multifd.h"
 #include "colo-internal.h"
+#include "colo-wire.h"
+#include "colo-watchdog.h"
 #include "trace.h"
 
 #ifdef CONFIG_LINUX

@@ -13,7 +13,7 @@
 #include "qapi/error.h"
 #include "qapi/qapi-types-migration.h"
 #include "io/channel.h"
-#include "colo-internal.h"
+#include "colo-wire.h"
 #include "trace.h"
 
 /* @msg is COLO_MESSAGE__MAX when the message is not known yet. */

@@ -10,6 +10,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/units.h"
 #include "qapi/qapi-commands-migration.h"
 #include "qapi/qapi-commands-yank.h"
 #include "qapi/qapi-events-migration.h"
@@ -25,7 +26,7 @@
 #include "options.h"
 #include "ram.h"
 #include "colo-internal.h"
-#include "colo-stats.h"
+#include "colo-primary.h"
 #include "colo-verify.h"
 #include "trace.h"
 
@@ -258,28 +259,6 @@ bool migration_incoming_in_colo_state(void)
     MigrationIncomingState *mis = migration_incoming_get_current();
 
     return mis && mis->state == MIGRATION_STATUS_COLO;
-}
-
-void colo_migration_cancelled(void)
-{
-    if (colo_current_mode() == COLO_MODE_PRIMARY) {
-        colo_primary_leave();
-    }
-}
-
-void colo_checkpoint_delay_set(void)
-{
-    if (colo_current_mode() == COLO_MODE_PRIMARY) {
-        colo_primary_delay_changed();
-    }
-}
-
-void colo_checkpoint_request(COLOCheckpointCause cause)
-{
-    if (colo_current_mode() == COLO_MODE_PRIMARY) {
-        colo_stats_want(cause);
-        colo_primary_request_checkpoint();
-    }
 }
 
 bool colo_check_capabilities(const bool *old_caps, const bool *new_caps,
