@@ -382,7 +382,10 @@ def colo_config(lab, p):
             "-display", "none",
             "-kernel", os.path.join(guest, "vmlinuz"),
             "-initrd", os.path.join(guest, "initramfs.img"),
-            "-append", f"console=ttyS0 quiet panic=-1 colo.ip={GUEST_IP}/24",
+            # no_timer_check: see GUEST_TIMER_ARG in the functional
+            # tests' harness.py.
+            "-append", "console=ttyS0 quiet panic=-1 no_timer_check "
+            f"colo.ip={GUEST_IP}/24",
             # append=on: the console of every life of the node's QEMU.
             "-chardev", f"file,id=serial0,path={SERIAL},append=on",
             "-serial", "chardev:serial0",

@@ -40,8 +40,8 @@ import threading
 import time
 
 from colo_pair import GuestShell, console_alarms
-from harness import (READY_MARKER, NetNamespace, env_path, log, read_text,
-                     require_netns, wait_until)
+from harness import (GUEST_TIMER_ARG, READY_MARKER, NetNamespace, env_path,
+                     log, read_text, require_netns, wait_until)
 
 GUEST_IP = "10.0.2.15"
 MAC = "52:54:00:12:34:56"
@@ -72,7 +72,8 @@ def guest_args(serial):
     return ["-accel", "tcg", "-m", "256", "-nodefaults", "-no-reboot",
             "-kernel", os.path.join(guest_dir, "vmlinuz"),
             "-initrd", os.path.join(guest_dir, "initramfs.img"),
-            "-append", f"console=ttyS0 quiet panic=-1 colo.ip={GUEST_IP}/24",
+            "-append", "console=ttyS0 quiet panic=-1 "
+            f"{GUEST_TIMER_ARG} colo.ip={GUEST_IP}/24",
             "-chardev", f"file,id=serial0,path={serial},append=on",
             "-serial", "chardev:serial0"]
 
