@@ -3,8 +3,9 @@
  *
  * A GLib key file, the same on both nodes:
  *   [vm]          name, binary, run-dir; optional img-tool, args
- *   [colo]        port; optional checkpoint-delay, multifd-channels
- *   [node NAME]   address (exactly two such groups)
+ *   [colo]        port; optional checkpoint-delay, multifd-channels,
+ *                 tls-dir
+ *   [node NAME]   address; optional tls-name (exactly two such groups)
  *   [nic ID]      tap, mac; optional bridge, model
  *   [disk ID]     file; optional format, device
  * Unknown groups and keys are errors: a typo must not silently fall back
@@ -26,9 +27,9 @@ static const char *const vm_keys[] = {
     "name", "binary", "run-dir", "img-tool", "args", NULL
 };
 static const char *const colo_keys[] = {
-    "port", "checkpoint-delay", "multifd-channels", NULL
+    "port", "checkpoint-delay", "multifd-channels", "tls-dir", NULL
 };
-static const char *const node_keys[] = { "address", NULL };
+static const char *const node_keys[] = { "address", "tls-name", NULL };
 static const char *const nic_keys[] = {
     "tap", "mac", "bridge", "model", NULL
 };
@@ -105,6 +106,7 @@ static void node_free(gpointer p)
 
     g_free(n->name);
     g_free(n->address);
+    g_free(n->tls_name);
     g_free(n);
 }
 
@@ -186,6 +188,13 @@ static bool load_colo(ColoConfig *cfg, GKeyFile *kf, Error **errp)
                    "TCP ports that COLO uses)");
         return false;
     }
+    cfg->tls_dir = get_str(kf, "colo", "tls-dir", "", NULL);
+    if (!*cfg->tls_dir) {
+        g_clear_pointer(&cfg->tls_dir, g_free);
+    } else if (!g_path_is_absolute(cfg->tls_dir)) {
+        error_setg(errp, "[colo]: tls-dir must be an absolute path");
+        return false;
+    }
     return true;
 }
 
@@ -208,6 +217,7 @@ static bool load_group(ColoConfig *cfg, GKeyFile *kf, const char *group,
 
     if (!strcmp(kind, "node")) {
         ColoNodeConfig *n = g_new0(ColoNodeConfig, 1);
+        g_autofree char *cn = NULL;
 
         n->name = g_strdup(id);
         g_ptr_array_add(cfg->nodes, n);
@@ -215,6 +225,9 @@ static bool load_group(ColoConfig *cfg, GKeyFile *kf, const char *group,
             return false;
         }
         n->address = get_str(kf, group, "address", NULL, errp);
+        /* How QEMU's x509 check names a certificate made out to "n1". */
+        cn = g_strdup_printf("CN=%s", id);
+        n->tls_name = get_str(kf, group, "tls-name", cn, NULL);
         return n->address != NULL;
     }
     if (!strcmp(kind, "nic")) {
@@ -337,6 +350,7 @@ void colo_config_free(ColoConfig *cfg)
     g_free(cfg->binary);
     g_free(cfg->img_tool);
     g_free(cfg->run_dir);
+    g_free(cfg->tls_dir);
     g_strfreev(cfg->args);
     if (cfg->nodes) {
         g_ptr_array_free(cfg->nodes, true);

@@ -11,6 +11,7 @@
 typedef struct ColoNodeConfig {
     char *name;
     char *address;              /* where its COLO channels listen */
+    char *tls_name;             /* its certificate's distinguished name */
 } ColoNodeConfig;
 
 typedef struct ColoNicConfig {
@@ -39,6 +40,7 @@ typedef struct ColoConfig {
     unsigned port;              /* the first of the ports COLO uses */
     unsigned checkpoint_delay_ms;
     unsigned multifd_channels;  /* 0: no multifd */
+    char *tls_dir;              /* NULL: no TLS */
     GPtrArray *nodes;           /* ColoNodeConfig * */
     GPtrArray *nics;            /* ColoNicConfig * */
     GPtrArray *disks;           /* ColoDiskConfig * */
@@ -65,5 +67,14 @@ unsigned colo_config_mirror_port(const ColoConfig *cfg,
                                  const ColoNicConfig *nic);
 unsigned colo_config_secondary_in_port(const ColoConfig *cfg,
                                        const ColoNicConfig *nic);
+
+/*
+ * With [colo] tls-dir, every node's QEMU has these objects: its
+ * credentials as a TLS server and as a client (both from tls-dir), and
+ * the authorization that accepts only the peer's certificate.
+ */
+#define COLO_TLS_SERVER "colo-tls-server"
+#define COLO_TLS_CLIENT "colo-tls-client"
+#define COLO_TLS_PEER "colo-tls-peer"
 
 #endif

@@ -138,16 +138,45 @@ static void add_secondary_disk(GPtrArray *argv, const ColoConfig *cfg,
         "children.0=%s-secondary", d->id, d->id));
 }
 
+/* @value inside one QemuOpts argument: its commas doubled. */
+static char *opt_value(const char *value)
+{
+    g_auto(GStrv) parts = g_strsplit(value, ",", -1);
+
+    return g_strjoinv(",,", parts);
+}
+
+/*
+ * Both credentials on every node: a node serves some channels and is the
+ * client of others, and which ones changes with its role.
+ */
+static void add_tls_objects(GPtrArray *argv, const ColoConfig *cfg)
+{
+    g_autofree char *dir = opt_value(cfg->tls_dir);
+    g_autofree char *peer = opt_value(cfg->peer->tls_name);
+
+    add(argv, "-object", g_strdup_printf(
+        "tls-creds-x509,id=%s,endpoint=server,dir=%s,verify-peer=on",
+        COLO_TLS_SERVER, dir));
+    add(argv, "-object", g_strdup_printf(
+        "tls-creds-x509,id=%s,endpoint=client,dir=%s", COLO_TLS_CLIENT, dir));
+    add(argv, "-object", g_strdup_printf("authz-simple,id=%s,identity=%s",
+                                         COLO_TLS_PEER, peer));
+}
+
 /* The secondary's half of the proxy: it is fed and heard by the primary. */
 static void add_secondary_proxy(GPtrArray *argv, const ColoConfig *cfg,
                                 const ColoNicConfig *n)
 {
+    const char *tls = cfg->tls_dir ? ",tls-creds=" COLO_TLS_CLIENT : "";
+
     add(argv, "-chardev", g_strdup_printf(
-        "socket,id=%s-from-primary,host=%s,port=%u,reconnect-ms=200",
-        n->id, cfg->peer->address, colo_config_mirror_port(cfg, n)));
+        "socket,id=%s-from-primary,host=%s,port=%u,reconnect-ms=200%s",
+        n->id, cfg->peer->address, colo_config_mirror_port(cfg, n), tls));
     add(argv, "-chardev", g_strdup_printf(
-        "socket,id=%s-to-compare,host=%s,port=%u,reconnect-ms=200",
-        n->id, cfg->peer->address, colo_config_secondary_in_port(cfg, n)));
+        "socket,id=%s-to-compare,host=%s,port=%u,reconnect-ms=200%s",
+        n->id, cfg->peer->address, colo_config_secondary_in_port(cfg, n),
+        tls));
     add(argv, "-object", g_strdup_printf(
         "filter-redirector,id=%s-guest-in,netdev=%s,queue=tx,"
         "indev=%s-from-primary", n->id, n->id, n->id));
@@ -173,6 +202,9 @@ static GPtrArray *command_line(const ColoConfig *cfg, ColoNodeRole role)
         "socket,id=colo-control,path=%s,server=on,wait=off", control));
     add(argv, "-mon", g_strdup("chardev=colo-control,mode=control"));
     add(argv, "-pidfile", colo_config_run_file(cfg, PID_FILE));
+    if (cfg->tls_dir) {
+        add_tls_objects(argv, cfg);
+    }
     for (char **a = cfg->args; *a; a++) {
         g_ptr_array_add(argv, g_strdup(*a));
     }
@@ -389,21 +421,27 @@ static bool secondary_listen(const ColoConfig *cfg, QmpClient *qmp,
         " {'capability': 'return-path', 'state': true},"
         " {'capability': 'multifd', 'state': %i}]}",
         cfg->multifd_channels > 0);
+    g_autoptr(QDict) params = qdict_new();
+    g_autoptr(QDict) nbd = qdict_from_jsonf_nofail(
+        "{'addr': {'type': 'inet', 'data': {'host': %s, 'port': %s}}}",
+        cfg->self->address, nbd_port);
 
-    if (!qmp_client_run(qmp, "migrate-set-capabilities", caps, errp)) {
-        return false;
+    if (cfg->multifd_channels) {
+        qdict_put_int(params, "multifd-channels", cfg->multifd_channels);
     }
-    if (cfg->multifd_channels &&
-        !qmp_client_run(qmp, "migrate-set-parameters",
-                        qdict_from_jsonf_nofail(
-                            "{'multifd-channels': %d}",
-                            (int)cfg->multifd_channels), errp)) {
-        return false;
+    /* Only the peer may checkpoint into this node or write its disks. */
+    if (cfg->tls_dir) {
+        qdict_put_str(params, "tls-creds", COLO_TLS_SERVER);
+        qdict_put_str(params, "tls-authz", COLO_TLS_PEER);
+        qdict_put_str(nbd, "tls-creds", COLO_TLS_SERVER);
+        qdict_put_str(nbd, "tls-authz", COLO_TLS_PEER);
     }
-    if (!qmp_client_run(qmp, "nbd-server-start", qdict_from_jsonf_nofail(
-                            "{'addr': {'type': 'inet', 'data': "
-                            "{'host': %s, 'port': %s}}}",
-                            cfg->self->address, nbd_port), errp)) {
+    if (!qmp_client_run(qmp, "migrate-set-capabilities", caps, errp) ||
+        (qdict_size(params) &&
+         !qmp_client_run(qmp, "migrate-set-parameters",
+                         g_steal_pointer(&params), errp)) ||
+        !qmp_client_run(qmp, "nbd-server-start", g_steal_pointer(&nbd),
+                        errp)) {
         return false;
     }
     for (unsigned i = 0; i < cfg->disks->len; i++) {

@@ -134,11 +134,15 @@ static QDict *nbd_node(const ColoConfig *cfg, const char *node_name,
                        const char *export)
 {
     g_autofree char *port = g_strdup_printf("%u", colo_config_nbd_port(cfg));
-
-    return qdict_from_jsonf_nofail(
+    QDict *node = qdict_from_jsonf_nofail(
         "{'driver': 'nbd', 'node-name': %s, 'export': %s,"
         " 'server': {'type': 'inet', 'host': %s, 'port': %s}}",
         node_name, export, cfg->peer->address, port);
+
+    if (cfg->tls_dir) {
+        qdict_put_str(node, "tls-creds", COLO_TLS_CLIENT);
+    }
+    return node;
 }
 
 static bool add_replica(QmpClient *qmp, const ColoConfig *cfg,
@@ -279,8 +283,9 @@ static void drop_proxy(QmpClient *qmp, const ColoNicConfig *n)
     }
 }
 
+/* With @tls, a server that accepts only the peer, over TLS. */
 static bool add_chardev(QmpClient *qmp, const char *nic, const char *name,
-                        QDict *addr, bool server, Error **errp)
+                        QDict *addr, bool server, bool tls, Error **errp)
 {
     g_autofree char *id = g_strdup_printf("%s-%s", nic, name);
     QDict *data = qdict_new();
@@ -291,6 +296,10 @@ static bool add_chardev(QmpClient *qmp, const char *nic, const char *name,
     qdict_put_bool(data, "server", server);
     if (server) {
         qdict_put_bool(data, "wait", false);
+    }
+    if (tls) {
+        qdict_put_str(data, "tls-creds", COLO_TLS_SERVER);
+        qdict_put_str(data, "tls-authz", COLO_TLS_PEER);
     }
     qdict_put_str(backend, "type", "socket");
     qdict_put(backend, "data", data);
@@ -338,21 +347,28 @@ static bool add_proxy(QmpClient *qmp, const ColoConfig *cfg,
     g_autofree char *c_out = g_strdup_printf("%s-compare-out", id);
     g_autofree char *c_out_srv = g_strdup_printf("%s-compare-out-srv", id);
 
+    bool tls = cfg->tls_dir != NULL;
+
+    /* The two that cross to the peer; the rest stay in this host. */
     return add_chardev(qmp, id, "mirror-out",
                        inet_address(self, colo_config_mirror_port(cfg, n)),
-                       true, errp) &&
+                       true, tls, errp) &&
            add_chardev(qmp, id, "secondary-in",
                        inet_address(self,
                                     colo_config_secondary_in_port(cfg, n)),
-                       true, errp) &&
+                       true, tls, errp) &&
            add_chardev(qmp, id, "primary-in-srv",
-                       unix_address(cfg, id, "primary-in"), true, errp) &&
+                       unix_address(cfg, id, "primary-in"), true, false,
+                       errp) &&
            add_chardev(qmp, id, "primary-in",
-                       unix_address(cfg, id, "primary-in"), false, errp) &&
+                       unix_address(cfg, id, "primary-in"), false, false,
+                       errp) &&
            add_chardev(qmp, id, "compare-out-srv",
-                       unix_address(cfg, id, "compare-out"), true, errp) &&
+                       unix_address(cfg, id, "compare-out"), true, false,
+                       errp) &&
            add_chardev(qmp, id, "compare-out",
-                       unix_address(cfg, id, "compare-out"), false, errp) &&
+                       unix_address(cfg, id, "compare-out"), false, false,
+                       errp) &&
            add_object(qmp, qdict_from_jsonf_nofail(
                           "{'qom-type': 'filter-mirror', 'id': %s,"
                           " 'netdev': %s, 'queue': 'tx', 'outdev': %s}",
@@ -384,6 +400,13 @@ static bool start_migration(QmpClient *qmp, const ColoConfig *cfg,
 
     if (cfg->multifd_channels) {
         qdict_put_int(params, "multifd-channels", cfg->multifd_channels);
+    }
+    /*
+     * The client's side now, also in a QEMU that was a secondary and still
+     * has the server's; the multifd channels follow the main one.
+     */
+    if (cfg->tls_dir) {
+        qdict_put_str(params, "tls-creds", COLO_TLS_CLIENT);
     }
     return qmp_client_run(qmp, "migrate-set-capabilities",
                           qdict_from_jsonf_nofail(

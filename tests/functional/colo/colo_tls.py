@@ -42,9 +42,10 @@ class Authority:
                  "--outfile", self.cert, cwd=self.dir,
                  template=f'cn = "{name}"\nca\ncert_signing_key\n' + VALID)
 
-    def issue(self, root, name, cn, expired=False):
+    def issue(self, root, name, cn, expired=False, ip="127.0.0.1"):
         """A directory for tls-creds-x509: this authority's certificate
-        and a certificate for @cn signed by it, for both endpoints."""
+        and a certificate for @cn at address @ip signed by it, for both
+        endpoints."""
         d = os.path.join(root, name)
         os.makedirs(d)
         key = os.path.join(d, "server-key.pem")
@@ -53,7 +54,7 @@ class Authority:
         certtool("--generate-certificate", "--load-privkey", key,
                  "--load-ca-certificate", self.cert,
                  "--load-ca-privkey", self.key, "--outfile", cert, cwd=d,
-                 template=(f'cn = "{cn}"\nip_address = "127.0.0.1"\n'
+                 template=(f'cn = "{cn}"\nip_address = "{ip}"\n'
                            'dns_name = "localhost"\ntls_www_server\n'
                            'tls_www_client\nsigning_key\nencryption_key\n' +
                            (EXPIRED if expired else VALID)))

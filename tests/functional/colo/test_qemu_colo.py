@@ -79,17 +79,20 @@ def guest_args(serial):
 
 
 def config_text(run_dir, args, tap="tap-p", disk=None, tap2=None,
-                disk2=None):
+                disk2=None, tls_dir=None):
     """A qemu-colo configuration: the VM with @args, a NIC on @tap unless
     None, a disk @disk if given, a second NIC on @tap2 and a second disk
-    @disk2 if given."""
+    @disk2 if given, TLS with the credentials in @tls_dir if given."""
     lines = ["[vm]", "name=vm0",
              f"binary={env_path('QEMU_BINARY')}",
              f"img-tool={env_path('QEMU_IMG')}",
              f"run-dir={run_dir}",
              "args=" + ";".join(a.replace(";", "\\;") for a in args),
              "", "[colo]", f"port={PORT}",
-             f"checkpoint-delay={CHECKPOINT_DELAY_MS}", ""]
+             f"checkpoint-delay={CHECKPOINT_DELAY_MS}"]
+    if tls_dir:
+        lines.append(f"tls-dir={tls_dir}")
+    lines.append("")
     for name, address in NODE_ADDRESS.items():
         lines += [f"[node {name}]", f"address={address}", ""]
     if tap:

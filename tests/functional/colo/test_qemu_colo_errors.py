@@ -175,6 +175,9 @@ def offline_cases(cases, tmp):
     cases.case("run-dir not absolute", o.refused,
                o.variant("rundir", f"run-dir={o.run_dir}", "run-dir=run"),
                "[vm]: run-dir must be an absolute path")
+    cases.case("tls-dir not absolute", o.refused,
+               o.variant("tlsdir", "port=9400", "port=9400\ntls-dir=pki"),
+               "[colo]: tls-dir must be an absolute path")
     cases.case("port 0", o.refused,
                o.variant("port0", "port=9400", "port=0"),
                "[colo]: 'port' is required (the first of the TCP ports "
@@ -275,6 +278,15 @@ def qemu_cases(cases, tmp, ns):
                      contains=(f"qemu-colo: cannot run {path}: ",))
         assert_gone(n1)
         return out
+
+    def tls_without_credentials():
+        missing = os.path.join(tmp, "no-pki")
+        n1.write_config(args=IDLE_ARGS, tls_dir=missing)
+        out = expect(n1.colo("start", "primary"), ERROR, contains=(
+            "qemu-colo: QEMU exited while starting\nIts output:\n",
+            f"{missing}/ca-cert.pem"))
+        assert_gone(n1)
+        return out.splitlines()[-1]
 
     def start_twice():
         n1.write_config(args=IDLE_ARGS)
@@ -387,6 +399,7 @@ def qemu_cases(cases, tmp, ns):
     try:
         cases.case("QEMU that cannot start", start_fails)
         cases.case("binary that does not exist", binary_missing)
+        cases.case("tls-dir without credentials", tls_without_credentials)
         cases.case("start primary twice", start_twice)
         cases.case("hung QEMU", hung)
         cases.case("failover on a waiting secondary",
