@@ -295,11 +295,22 @@ QDict *qmp_client_event(QmpClient *c, const char *name, int timeout_ms,
 
 static bool qmp_client_greet(QmpClient *c, Error **errp)
 {
-    QDict *greeting = qmp_client_next(c, deadline_in(c->timeout_ms), errp);
+    int64_t deadline = deadline_in(c->timeout_ms);
+    QDict *greeting = qmp_client_next(c, deadline, errp);
     QDict *qmp, *args = NULL;
     QList *offered;
     bool ok;
 
+    /*
+     * An event can come first: QEMU's monitor keeps the previous client's
+     * command mode until it greets the next one, and a thread that emits
+     * an event in between (COLO's STOP and RESUME, several a second) writes
+     * it to the new connection.
+     */
+    while (greeting && qdict_haskey(greeting, "event")) {
+        qobject_unref(greeting);
+        greeting = qmp_client_next(c, deadline, errp);
+    }
     if (!greeting) {
         return false;
     }
