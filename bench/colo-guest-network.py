@@ -6,8 +6,9 @@
 
 The Linux test guest, with the documented network setup: its e1000 on a
 tap device on a bridge in a network namespace this script creates, and a
-client on that bridge (this process, through setns).  Two runs, one after
-the other with the same guest and the same client:
+client on that bridge (this process, through setns).  Two set-ups of the same
+guest, each in a namespace of its own with the same addresses, up at the
+same time:
 
   without COLO   one QEMU, the guest booted, nothing else;
   with COLO      a primary and a secondary QEMU with the network proxy
@@ -17,13 +18,16 @@ the other with the same guest and the same client:
                  with --tls, every channel between the two sides over
                  TLS with x509 certificates made for the run.
 
-Each run: a TCP echo connection opened the moment the guest (or COLO)
-starts and used once the guest is up; sequential HTTP requests for
---seconds (a new connection each; rate, p50 and p99 latency); one 20 MiB
-download (bulk TCP).  With COLO also: the primary's checkpoint pauses,
-colo-compare's counters over the HTTP run, and the checkpoint requests
-during 200 echo round trips, whose bytes are the same on both guests
-(any request there is spurious).
+In each: a TCP echo connection opened the moment the guest (or COLO)
+starts and used once the guest is up; sequential HTTP requests (a new
+connection each; rate, p50 and p99 latency) for --seconds in all, in
+one-second slices that alternate between the two set-ups, so that
+whatever else loads this host weighs on both alike (the set-up not
+measured meanwhile idles; COLO's idle pair still checkpoints); one
+20 MiB download (bulk TCP) from each in turn.  With COLO also: the
+primary's checkpoint pauses, colo-compare's counters over the HTTP run,
+and the checkpoint requests during 200 echo round trips, whose bytes are
+the same on both guests (any request there is spurious).
 
 Prints one table and the issue's goals as ratios: HTTP rate at least 40%
 of the rate without COLO, p50 at most 3 ms above it, p99 at most one
@@ -72,9 +76,9 @@ def http_get(ip, path, timeout=30):
     return len(body)
 
 
-def http_run(ip, seconds):
-    """Sequential requests for @seconds: (latencies in s, failures)."""
-    latencies, failures = [], 0
+def http_run(ip, seconds, latencies, failures):
+    """Sequential requests for @seconds, added to @latencies (in s) and
+    @failures (a one-element list)."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t0 = time.monotonic()
@@ -82,8 +86,7 @@ def http_run(ip, seconds):
             http_get(ip, "/index.html")
             latencies.append(time.monotonic() - t0)
         except OSError:
-            failures += 1
-    return latencies, failures
+            failures[0] += 1
 
 
 ECHO_ROUNDS = 200
@@ -134,74 +137,157 @@ def echo_works(sock):
         sock.close()
 
 
-def without_colo(ns, args):
-    from colo_net import GUEST_IP, tap_nic
-    from colo_pair import GuestShell
-    from harness import LinuxGuest
+class Alone:
+    """The guest without COLO, in @ns."""
 
-    ns.add_tap("tap-p")
-    try:
-        with LinuxGuest("alone", tap_nic("tap-p"), ip=f"{GUEST_IP}/24",
-                        wrapper=ns.exec_argv()) as g:
-            early = open_early(ns, GUEST_IP)
-            g.wait_ready(timeout=120)
-            shell = GuestShell(2323, connect=lambda p: ns.connect(GUEST_IP,
-                                                                  p))
-            shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
-            shell.close()
-            latencies, failures = ns.call(http_run, GUEST_IP, args.seconds)
-            return {"requests": len(latencies), "failures": failures,
-                    "p50": percentile(latencies, 0.5) * 1000,
-                    "p99": percentile(latencies, 0.99) * 1000,
-                    "bulk": ns.call(bulk, GUEST_IP),
-                    "echo": echo_works(early)}
-    finally:
-        ns.run(["ip", "link", "delete", "tap-p"], check=False)
+    def __init__(self, ns):
+        self.ns = ns
+        self.guest = None
+        self.early = None
+        self.latencies, self.failures = [], [0]
+
+    def __enter__(self):
+        from colo_net import GUEST_IP, tap_nic
+        from harness import LinuxGuest
+
+        self.ns.add_tap("tap-p")
+        try:
+            self.guest = LinuxGuest("alone", tap_nic("tap-p"),
+                                    ip=f"{GUEST_IP}/24",
+                                    wrapper=self.ns.exec_argv())
+            self.guest.__enter__()
+        except BaseException:
+            self.ns.run(["ip", "link", "delete", "tap-p"], check=False)
+            raise
+        return self
+
+    def ready(self):
+        from colo_net import GUEST_IP
+        from colo_pair import GuestShell
+
+        self.early = open_early(self.ns, GUEST_IP)
+        self.guest.wait_ready(timeout=180)
+        shell = GuestShell(2323, connect=lambda p: self.ns.connect(GUEST_IP,
+                                                                   p))
+        shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
+        shell.close()
+
+    def http(self, seconds):
+        from colo_net import GUEST_IP
+
+        self.ns.call(http_run, GUEST_IP, seconds, self.latencies,
+                     self.failures)
+
+    def finish(self):
+        from colo_net import GUEST_IP
+
+        return {"requests": len(self.latencies),
+                "failures": self.failures[0],
+                "p50": percentile(self.latencies, 0.5) * 1000,
+                "p99": percentile(self.latencies, 0.99) * 1000,
+                "bulk": self.ns.call(bulk, GUEST_IP),
+                "echo": echo_works(self.early)}
+
+    def __exit__(self, *exc):
+        try:
+            self.guest.__exit__(*exc)
+        finally:
+            self.ns.run(["ip", "link", "delete", "tap-p"], check=False)
+        return False
 
 
-def with_colo(ns, args):
-    from colo_net import GUEST_IP, compare_counters
-    from colo_pair import ColoPair
+class Colo(Alone):
+    """The guest under COLO, in @ns (with a second bridge, br1, for the
+    secondary's tap)."""
 
-    ns.add_tap("tap-p")
-    ns.ip("tuntap", "add", "dev", "tap-s", "mode", "tap")
-    ns.ip("link", "set", "tap-s", "master", "br1")
-    ns.ip("link", "set", "tap-s", "up")
-    try:
-        with ColoPair("bench", ns=ns, start="before", verify=False,
-                      tls=args.tls_pair,
-                      delay_ms=args.delay) as pair:
-            pair.start_colo()
-            early = open_early(ns, GUEST_IP, within=120)
-            pair.pri.wait_ready(timeout=180)
-            shell = pair.shells["primary"]
-            shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
-            shell.close()
-            pair.poll_events()
-            pair.pauses.clear()
-            before = compare_counters(pair.pri.vm, COUNTERS)
-            latencies, failures = ns.call(http_run, GUEST_IP, args.seconds)
-            after = compare_counters(pair.pri.vm, COUNTERS)
-            ns.call(echo_run, GUEST_IP)
-            echoed = compare_counters(pair.pri.vm, COUNTERS)
-            rate = ns.call(bulk, GUEST_IP)
-            stats = pair.pri.vm.cmd("query-colo-stats")
-            applied = pair.sec.vm.cmd("query-colo-stats").get("secondary")
-            pair.poll_events()
-            pauses = [p * 1000 for p in pair.pauses]
-            return {"requests": len(latencies), "failures": failures,
-                    "p50": percentile(latencies, 0.5) * 1000,
-                    "p99": percentile(latencies, 0.99) * 1000,
-                    "bulk": rate, "echo": echo_works(early),
-                    "pause": statistics.median(pauses) if pauses else 0.0,
-                    "checkpoints": len(pauses),
-                    "counters": {k: after[k] - before[k] for k in COUNTERS},
-                    "echo-requests": (echoed["checkpoint-requests"] -
-                                      after["checkpoint-requests"]),
-                    "stats": stats, "applied": applied}
-    finally:
+    def __init__(self, ns, args):
+        super().__init__(ns)
+        self.args = args
+        self.pair = None
+        self.before = None
+
+    def __enter__(self):
+        from colo_pair import ColoPair
+
+        self.ns.add_tap("tap-p")
+        self.ns.ip("tuntap", "add", "dev", "tap-s", "mode", "tap")
+        self.ns.ip("link", "set", "tap-s", "master", "br1")
+        self.ns.ip("link", "set", "tap-s", "up")
+        self.pair = ColoPair("bench", ns=self.ns, start="before",
+                             verify=False, tls=self.args.tls_pair,
+                             delay_ms=self.args.delay)
+        try:
+            self.pair.__enter__()
+        except BaseException:
+            self._delete_taps()
+            raise
+        try:
+            self.pair.start_colo()
+        except BaseException as e:
+            self.__exit__(type(e), e, None)
+            raise
+        return self
+
+    def _delete_taps(self):
         for tap in ("tap-p", "tap-s"):
-            ns.run(["ip", "link", "delete", tap], check=False)
+            self.ns.run(["ip", "link", "delete", tap], check=False)
+
+    def ready(self):
+        from colo_net import GUEST_IP
+
+        self.early = open_early(self.ns, GUEST_IP, within=120)
+        self.pair.pri.wait_ready(timeout=180)
+        shell = self.pair.shells["primary"]
+        shell.check(f"dd if=/dev/zero of=/www/big bs=1M count={BULK_MIB}")
+        shell.close()
+
+    def http(self, seconds):
+        from colo_net import compare_counters
+
+        if self.before is None:
+            self.pair.poll_events()
+            self.pair.pauses.clear()
+            self.before = compare_counters(self.pair.pri.vm, COUNTERS)
+        super().http(seconds)
+
+    def finish(self):
+        from colo_net import GUEST_IP, compare_counters
+
+        pri = self.pair.pri.vm
+        after = compare_counters(pri, COUNTERS)
+        self.ns.call(echo_run, GUEST_IP)
+        echoed = compare_counters(pri, COUNTERS)
+        figures = super().finish()
+        stats = pri.cmd("query-colo-stats")
+        applied = self.pair.sec.vm.cmd("query-colo-stats").get("secondary")
+        self.pair.poll_events()
+        pauses = [p * 1000 for p in self.pair.pauses]
+        figures.update({
+            "pause": statistics.median(pauses) if pauses else 0.0,
+            "checkpoints": len(pauses),
+            "counters": {k: after[k] - self.before[k] for k in COUNTERS},
+            "echo-requests": (echoed["checkpoint-requests"] -
+                              after["checkpoint-requests"]),
+            "stats": stats, "applied": applied})
+        return figures
+
+    def __exit__(self, *exc):
+        try:
+            self.pair.__exit__(*exc)
+        finally:
+            self._delete_taps()
+        return False
+
+
+def measure(ns_alone, ns_colo, args):
+    """Both set-ups up at once, their HTTP runs interleaved."""
+    with Alone(ns_alone) as alone, Colo(ns_colo, args) as colo:
+        alone.ready()
+        colo.ready()
+        for _ in range(args.seconds):
+            alone.http(1)
+            colo.http(1)
+        return alone.finish(), colo.finish()
 
 
 def report(base, colo, args):
@@ -290,11 +376,11 @@ def main():
             args.tls_pair = TlsPair(ca.issue(pki, "primary", "primary"),
                                     ca.issue(pki, "secondary", "secondary"))
             print("COLO with TLS on every channel between the sides")
-        with NetNamespace(bridge_addr="10.0.2.1/24") as ns:
-            ns.ip("link", "add", "br1", "type", "bridge")
-            ns.ip("link", "set", "br1", "up")
-            base = without_colo(ns, args)
-            colo = with_colo(ns, args)
+        with NetNamespace(bridge_addr="10.0.2.1/24") as ns_alone, \
+                NetNamespace(bridge_addr="10.0.2.1/24") as ns_colo:
+            ns_colo.ip("link", "add", "br1", "type", "bridge")
+            ns_colo.ip("link", "set", "br1", "up")
+            base, colo = measure(ns_alone, ns_colo, args)
     finally:
         shutil.rmtree(pki, ignore_errors=True)
     report(base, colo, args)
