@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 
 from qemu.machine import QEMUMachine
@@ -57,6 +58,34 @@ def read_text(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+class Cases:
+    """A test's cases, each run, timed and reported on one line; a case
+    that raises fails (with its traceback) and the next one runs."""
+
+    def __init__(self):
+        self.passed = []
+        self.failed = []
+
+    def case(self, name, fn, *args):
+        began = time.monotonic()
+        try:
+            detail = fn(*args)
+        except Exception as e:      # noqa: BLE001  (reported, counted)
+            self.failed.append(name)
+            log(f"FAIL {name}: {e!r}")
+            traceback.print_exc(file=sys.stdout)
+            return
+        self.passed.append(name)
+        log(f"ok   {name}{': ' + detail if detail else ''} "
+            f"({time.monotonic() - began:.1f} s)")
+
+    def summary(self):
+        """The last line, "N passed, N failed"; the exit code."""
+        log(f"{len(self.passed)} passed, {len(self.failed)} failed"
+            + (f": {', '.join(self.failed)}" if self.failed else ""))
+        return 1 if self.failed else 0
 
 
 def env_path(name):

@@ -33,7 +33,7 @@ import time
 from colo_net import EchoClient, compare_counters
 from colo_pair import ColoPair
 from colo_tls import Authority, TlsPair
-from harness import NetNamespace, log, require_netns, wait_until
+from harness import Cases, NetNamespace, require_netns, wait_until
 
 CHECKPOINT_DELAY_MS = 1000
 
@@ -139,22 +139,6 @@ def refused(ns, pki, case, nbd, migration, chardevs, checker_says=None):
         taps(ns, False)
 
 
-class Cases:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def run(self, name, fn, *args):
-        t = time.monotonic()
-        try:
-            what = fn(*args)
-        except Exception as e:      # noqa: BLE001  (reported, counted)
-            self.failed += 1
-            log(f"FAIL {name}: {e!r}")
-            return
-        self.passed += 1
-        log(f"ok   {name}: {what} ({time.monotonic() - t:.0f} s)")
-
-
 def make_pki(root):
     ca = Authority(root, "colo-ca")
     other = Authority(root, "other-ca")
@@ -183,26 +167,25 @@ def main():
         with NetNamespace(bridge_addr="10.0.2.1/24") as ns:
             ns.ip("link", "add", "br1", "type", "bridge")
             ns.ip("link", "set", "br1", "up")
-            cases.run("TLS on every channel", good, ns, pki)
-            cases.run("TLS on every channel, two multifd channels", good,
+            cases.case("TLS on every channel", good, ns, pki)
+            cases.case("TLS on every channel, two multifd channels", good,
                       ns, pki, True)
             # The primary checks the secondary's certificate as the client
             # of the NBD export and of the migration.
-            cases.run("secondary from another CA", refused, ns, pki,
+            cases.case("secondary from another CA", refused, ns, pki,
                       "another-ca", "certificate", "certificate", True)
-            cases.run("expired secondary", refused, ns, pki, "expired",
+            cases.case("expired secondary", refused, ns, pki, "expired",
                       "certificate", "certificate", True)
             # The secondary's authz turns the primary away and says so; the
             # primary hears only that the connection ended.
-            cases.run("primary not named in the secondary's authz", refused,
+            cases.case("primary not named in the secondary's authz", refused,
                       ns, pki, "wrong-primary", "TLS", "", False,
                       "TLS x509 authz check for CN=intruder is denied")
-            cases.run("secondary not named in the primary's authz", refused,
+            cases.case("secondary not named in the primary's authz", refused,
                       ns, pki, "wrong-secondary", None, None, True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    log(f"{cases.passed} passed, {cases.failed} failed")
-    return 1 if cases.failed else 0
+    return cases.summary()
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 
-from harness import NetNamespace, env_path, log, require_netns, run
+from harness import Cases, NetNamespace, env_path, log, require_netns, run
 from test_qemu_colo import (CHECKPOINT_DELAY_MS, COLO_VM, ERROR, HUNG,
                             NOT_RUNNING, RUNNING, Node, config_text,
                             http_ok, live_pid,
@@ -38,31 +37,6 @@ from test_qemu_colo import (CHECKPOINT_DELAY_MS, COLO_VM, ERROR, HUNG,
 # A QEMU that starts in a blink and runs nothing: enough to be found,
 # queried, hung and stopped.
 IDLE_ARGS = ["-accel", "tcg", "-m", "64", "-nodefaults", "-S"]
-
-
-class Cases:
-    def __init__(self):
-        self.passed = []
-        self.failed = []
-
-    def case(self, name, fn, *args):
-        began = time.monotonic()
-        try:
-            detail = fn(*args)
-        except Exception as e:
-            self.failed.append(name)
-            log(f"FAIL {name}: {e}")
-            traceback.print_exc(file=sys.stdout)
-            return
-        self.passed.append(name)
-        log(f"ok   {name}{': ' + detail if detail else ''} "
-            f"({time.monotonic() - began:.1f} s)")
-
-    def summary(self):
-        total = len(self.passed) + len(self.failed)
-        log(f"{len(self.passed)} of {total} cases passed"
-            + (f"; failed: {', '.join(self.failed)}" if self.failed else ""))
-        return 1 if self.failed else 0
 
 
 def expect(r, code, line=None, contains=()):

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 from colo_tls import Authority
-from harness import NetNamespace, env_path, log, require_netns, wait_until
+from harness import Cases, NetNamespace, env_path, require_netns, wait_until
 from qemu.qmp.legacy import QEMUMonitorProtocol
 from test_qemu_colo import (COLO_VM, ERROR, NODE_ADDRESS, NOT_RUNNING,
                             RUNNING, Node, checkpoints, http_ok, make_disk,
@@ -115,7 +115,7 @@ def main():
         print("SKIP: certtool (gnutls-bin) is not installed")
         return 77
     tmp = tempfile.mkdtemp(prefix=f"qemu-colo-tls-{os.getpid()}-")
-    passed = failed = 0
+    cases = Cases()
     try:
         ca = Authority(tmp, "colo-ca")
         other = Authority(tmp, "other-ca")
@@ -128,31 +128,28 @@ def main():
             for name, node in nodes.items():
                 make_disk(node.disk)
                 node.write_config(tls_dir=creds[name])
-            cases = [("protect over TLS", protect_over_tls, None),
-                     ("secondary from another CA", refused, stranger)]
-            for title, case, n2_creds in cases:
-                if n2_creds:
-                    nodes["n2"].write_config(tls_dir=n2_creds)
-                began = time.monotonic()
+
+            def run(case):
+                """@case on the pair, then both stopped; what the nodes
+                said if it failed."""
                 try:
                     what = case(ns, nodes["n1"], nodes["n2"])
                     stop(*nodes.values())
-                    passed += 1
-                    log(f"ok   {title}: {what} "
-                        f"({time.monotonic() - began:.0f} s)")
-                except Exception as e:      # noqa: BLE001  (counted)
-                    failed += 1
-                    log(f"FAIL {title}: {e!r}")
+                    return what
+                except BaseException:
                     for node in nodes.values():
                         node.dump()
+                    raise
                 finally:
                     for node in nodes.values():
                         node.cleanup()
+
+            cases.case("protect over TLS", run, protect_over_tls)
+            nodes["n2"].write_config(tls_dir=stranger)
+            cases.case("secondary from another CA", run, refused)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
+    return cases.summary()
 
 if __name__ == "__main__":
     sys.exit(main())
