@@ -26,10 +26,15 @@ Set-ups:
                 secondary's RAM cache, and under TCG the base aborts at its
                 first checkpoint), only where /dev/kvm opens;
   ours, KVM     the same, beside it.
-Printed: the median pause and the checkpoints per second of each, the
-ratios ours / base, multifd / single channel, the timer's rate against
-1 / delay, and ours against what loopback allows (this host's loopback
-throughput for the dirty range, plus 2 ms).
+Printed: the median pause, the checkpoints per second and the MiB sent
+per checkpoint of each (what loopback carried in the window, for either
+build: the guest's pace decides how much of its range is dirty, and under
+KVM here its firmware takes seconds to reach the boot block, so each run
+first waits for the loop to run), the ratios ours / base, multifd /
+single channel, the timer's rate against 1 / delay, and ours against
+what loopback allows (this host's loopback throughput for the dirty
+range, plus 2 ms).  Ours also prints both sides' mean phases over the
+window's checkpoints.
 """
 
 import argparse
@@ -66,6 +71,11 @@ def boot_sector(build, mib, path):
     code = code.replace(CMP_END, b"\x3d" + end.to_bytes(4, "little"))
     with open(path, "wb") as f:
         f.write(code)
+
+
+def loopback_tx_bytes():
+    with open("/sys/class/net/lo/statistics/tx_bytes") as f:
+        return int(f.read())
 
 
 def kvm_works():
@@ -120,6 +130,7 @@ class Run:
                 "snapshot=on",
                 "-device", "ide-hd,drive=d0,secs=1,cyls=1,heads=1"]
         self.channels = channels
+        self.with_stats = False
         self.src = QEMUMachine(binary, args=args, name="bench-pri",
                                base_temp_dir=tmp, log_dir=tmp)
         self.dst = QEMUMachine(binary, args=args + ["-incoming", "defer"],
@@ -156,18 +167,41 @@ class Run:
             if time.monotonic() > deadline or not self.alive():
                 raise RuntimeError("COLO did not start")
             time.sleep(0.1)
+        self._await_dirtying(deadline)
+
+    def _await_dirtying(self, deadline):
+        """Until the guest's loop runs.  Under KVM here the firmware takes
+        seconds to reach the boot block, and checkpoints meanwhile carry
+        almost nothing: measured, they would flatter either build."""
+        while True:
+            out = self.src.cmd("human-monitor-command",
+                               command_line=f"xp /1xb {MEM_START:#x}")
+            if not out.strip().endswith("0x00"):
+                return
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError("the guest never started dirtying RAM")
+            time.sleep(0.1)
 
     def alive(self):
         return self.src.is_running() and self.dst.is_running()
 
     def pauses(self, seconds):
-        """The primary's pauses (ms) over @seconds, after one to settle."""
+        """The primary's pauses (ms) over @seconds, after one to settle,
+        and the bytes loopback carried meanwhile (the pair is alone on it,
+        so this is what the checkpoints sent, for either build)."""
         # The QMP library reads events only while it is called: poll.
         events = []
         begin = time.time() + 1
         end = begin + seconds
+        sent, self.stats = {}, {}
         while time.time() < end + 0.5:
             events += self.src.get_qmp_events(wait=False)
+            now = time.time()
+            for edge, at in (("begin", begin), ("end", end)):
+                if edge not in sent and now >= at:
+                    sent[edge] = loopback_tx_bytes()
+                    if self.with_stats:
+                        self.stats[edge] = self._phase_sums()
             time.sleep(0.05)
         if not self.alive():
             raise RuntimeError("QEMU exited")
@@ -182,7 +216,29 @@ class Run:
             elif ev["event"] == "RESUME" and stopped is not None:
                 pauses.append((t - stopped) * 1000)
                 stopped = None
-        return pauses
+        return pauses, sent["end"] - sent["begin"]
+
+    def _phase_sums(self):
+        """Both sides' phase totals and checkpoint counts so far (ours)."""
+        pri = self.src.cmd("query-colo-stats")
+        sec = self.dst.cmd("query-colo-stats")["secondary"]
+        return {side: (st["checkpoints"],
+                       {k: v * st["checkpoints"]
+                        for k, v in st["phases-mean"].items()})
+                for side, st in (("phases", pri), ("applied", sec))}
+
+    def window_phases(self):
+        """The mean phases of the checkpoints inside the window alone:
+        the totals of its end minus those of its start.  (The means QEMU
+        reports include the first checkpoints, before the guest dirties
+        its range.)"""
+        out = {}
+        for side in ("phases", "applied"):
+            n0, s0 = self.stats["begin"][side]
+            n1, s1 = self.stats["end"][side]
+            if n1 > n0:
+                out[side] = {k: (s1[k] - s0[k]) / (n1 - n0) for k in s1}
+        return out
 
     def stop(self):
         for vm in (self.src, self.dst):
@@ -205,16 +261,16 @@ def measure(binary, firmware, accel, build, mib, channels, args,
     boot = os.path.join(tmp, "boot.raw")
     boot_sector(build, mib, boot)
     run = Run(binary, firmware, accel, boot, channels, tmp)
+    run.with_stats = with_stats
     try:
         run.start(args.delay)
-        p = run.pauses(args.seconds)
+        p, sent = run.pauses(args.seconds)
         if not p:
             raise RuntimeError("no checkpoint in the window")
-        r = {"pause": statistics.median(p), "rate": len(p) / args.seconds}
+        r = {"pause": statistics.median(p), "rate": len(p) / args.seconds,
+             "mib": sent / len(p) / (1 << 20)}
         if with_stats:
-            r["phases"] = run.src.cmd("query-colo-stats")["phases-mean"]
-            r["applied"] = run.dst.cmd("query-colo-stats")["secondary"][
-                "phases-mean"]
+            r.update(run.window_phases())
         return r
     except Exception as e:      # noqa: BLE001  (reported, not fatal)
         return {"error": f"{e}: {run.log_tail()}"}
@@ -264,9 +320,10 @@ def multifd_rounds(binary, firmware, accel, build, mib, channels, args):
 
 
 def fmt(r):
+    """Median pause, checkpoints per second, MiB sent per checkpoint."""
     if "error" in r:
         return "failed"
-    return f"{r['pause']:6.1f} ms {r['rate']:4.1f}/s"
+    return f"{r['pause']:6.1f} ms {r['rate']:4.1f}/s {r['mib']:5.1f} MiB"
 
 
 def main(argv):
@@ -317,14 +374,14 @@ def main(argv):
         r = results.get(key)
         return r["pause"] if r and "pause" in r else None
 
-    print(f"\n{'dirty MiB':>9}  {'ours TCG':>18}  {'loopback bound':>14}  "
+    print(f"\n{'dirty MiB':>9}  {'ours TCG':>28}  {'loopback bound':>14}  "
           f"{'ours/bound':>10}" +
-          (f"  {'base KVM':>18}  {'ours KVM':>18}  {'ours/base':>9}"
+          (f"  {'base KVM':>28}  {'ours KVM':>28}  {'ours/base':>9}"
            if kvm else ""))
     for mib in sizes:
         bound = 2 + mib * per_mib
         o = results.get(("ours", "tcg", mib, 1), {"error": ""})
-        line = (f"{mib:>9}  {fmt(o):>18}  {bound:11.1f} ms  " +
+        line = (f"{mib:>9}  {fmt(o):>28}  {bound:11.1f} ms  " +
                 (f"{o['pause'] / bound:10.2f}" if "pause" in o else
                  f"{'-':>10}"))
         if kvm:
@@ -332,7 +389,7 @@ def main(argv):
             k = results.get(("ours", "kvm", mib, 1), {"error": ""})
             ratio = (f"{k['pause'] / b['pause']:9.2f}"
                      if "pause" in k and "pause" in b else f"{'-':>9}")
-            line += f"  {fmt(b):>18}  {fmt(k):>18}  {ratio}"
+            line += f"  {fmt(b):>28}  {fmt(k):>28}  {ratio}"
         print(line)
     if not kvm:
         print("base: not run, /dev/kvm does not open here (the base's COLO "
