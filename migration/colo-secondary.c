@@ -53,6 +53,7 @@
 #include "colo-watchdog.h"
 #include "colo-stats.h"
 #include "colo-verify.h"
+#include "migration/colo-ram-copy.h"
 #include "trace.h"
 
 typedef struct ColoSecondary {
@@ -65,6 +66,7 @@ typedef struct ColoSecondary {
     ColoRamDigest *pvm_digest;  /* this checkpoint's, with colo-verify */
     bool state_broken;          /* a checkpoint was applied only in part */
     ColoWatchdog *watchdog;     /* always armed: the primary owes heartbeats */
+    ColoRamCopy *ram_copy;      /* cache to RAM, kept for its threads */
     /*
      * An outgoing migration or a snapshot would take over the RAM state and
      * dirty log that the checkpoints go through.  Guarded by the BQL.
@@ -225,10 +227,13 @@ static QIOChannelBuffer *colo_secondary_receive_devices(ColoSecondary *sec,
 }
 
 /* With the BQL and the SVM stopped: make the SVM equal the PVM. */
-static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
+static bool colo_secondary_apply_locked(ColoSecondary *sec,
+                                        QIOChannelBuffer *bioc, Error **errp)
 {
     ERRP_GUARD();
     QEMUFile *fb;
+    size_t bytes;
+    unsigned threads;
     int ret;
 
     /*
@@ -247,7 +252,10 @@ static bool colo_secondary_apply_locked(QIOChannelBuffer *bioc, Error **errp)
     qemu_system_reset(SHUTDOWN_CAUSE_SNAPSHOT_LOAD);
     memory_region_transaction_commit();
     colo_stats_apply_phase_done(COLO_APPLY_RESET);
-    colo_flush_ram_cache();
+    colo_flush_ram_cache(colo_ram_copy_add, sec->ram_copy);
+    bytes = colo_ram_copy_pending(sec->ram_copy);
+    threads = colo_ram_copy_run(sec->ram_copy);
+    trace_colo_secondary_ram_copy(bytes, threads);
     colo_stats_apply_phase_done(COLO_APPLY_RAM_FLUSH);
 
     fb = qemu_file_new_input(QIO_CHANNEL(bioc));
@@ -322,7 +330,7 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
         ColoKeepalive *k = colo_secondary_busy(sec);
 
         bql_lock();
-        ok = colo_secondary_apply_locked(bioc, errp);
+        ok = colo_secondary_apply_locked(sec, bioc, errp);
         sec->state_broken = !ok;
         bql_unlock();
         colo_secondary_idle(sec, k);
@@ -461,6 +469,7 @@ static void colo_secondary_setup(ColoSecondary *sec)
     colo_wire_open(sec->from_pvm);
     sec->checkpoints = 0;
     sec->state_broken = false;
+    sec->ram_copy = colo_ram_copy_new();
     WITH_QEMU_LOCK_GUARD(&sec->io_lock) {
         sec->io_open = true;
     }
@@ -493,6 +502,8 @@ static void colo_secondary_teardown(ColoSecondary *sec)
     }
     migrate_set_state(&sec->mis->state, MIGRATION_STATUS_COLO,
                       MIGRATION_STATUS_COMPLETED);
+    colo_ram_copy_free(sec->ram_copy);
+    sec->ram_copy = NULL;
     colo_mode_exit();
 }
 
