@@ -340,15 +340,21 @@ static bool colo_secondary_checkpoint(ColoSecondary *sec, Error **errp)
         ok = colo_secondary_verify(sec, errp);
     }
     if (ok) {
-        bql_lock();
-        vm_start();
-        bql_unlock();
         sec->checkpoints++;
         trace_colo_secondary_loaded(sec->checkpoints, bioc->usage);
+        /*
+         * The primary stays paused until it hears this; restarting the
+         * SVM need not delay it (the SVM's output is compared whenever
+         * it comes).  If the primary cannot hear it, the SVM stays
+         * stopped until the failover decision.
+         */
         ok = colo_send_message(sec->to_pvm, COLO_MESSAGE_VMSTATE_LOADED,
                                errp);
     }
     if (ok) {
+        bql_lock();
+        vm_start();
+        bql_unlock();
         colo_stats_apply_phase_done(COLO_APPLY_RESUME);
         colo_stats_apply_end();
     }
