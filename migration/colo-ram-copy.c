@@ -92,8 +92,8 @@ static int colo_copy_share(void *opaque)
 }
 
 /*
- * Cut the runs into @threads shares of nearly equal bytes.  A share ends
- * on a page boundary of the copy, so that no two threads write one page.
+ * Cut the runs into @threads shares of nearly equal bytes, each a multiple
+ * of 4 KiB long: with runs of whole pages, no two threads write one page.
  */
 static void colo_copy_split(const ColoRamCopy *c, ColoCopyShare *shares,
                             unsigned threads)
