@@ -22,6 +22,8 @@ struct ColoRamCopy {
     size_t bytes;           /* their total length */
     /* Made on first use and kept: starting threads per checkpoint costs. */
     ThreadPool *pool;
+    /* Threads worth using, from the host's CPUs (read once, not per copy). */
+    unsigned max_threads;
 };
 
 /* One thread's part: @bytes from byte @skip of run @first onwards. */
@@ -35,8 +37,10 @@ typedef struct ColoCopyShare {
 ColoRamCopy *colo_ram_copy_new(void)
 {
     ColoRamCopy *c = g_new0(ColoRamCopy, 1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
     c->runs = g_array_new(false, false, sizeof(ColoCopyRun));
+    c->max_threads = cpus > 1 ? MIN(COLO_RAM_COPY_MAX_THREADS, cpus) : 1;
     return c;
 }
 
@@ -54,19 +58,11 @@ void colo_ram_copy_free(ColoRamCopy *c)
 void colo_ram_copy_add(void *dst, const void *src, size_t len, void *opaque)
 {
     ColoRamCopy *c = opaque;
-    ColoCopyRun *last = c->runs->len ?
-        &g_array_index(c->runs, ColoCopyRun, c->runs->len - 1) : NULL;
 
-    if (!len) {
-        return;
+    if (len) {
+        c->bytes += len;
+        g_array_append_val(c->runs, ((ColoCopyRun){ dst, src, len }));
     }
-    c->bytes += len;
-    /* Neighbouring runs on both sides (split by a block's end) merge. */
-    if (last && last->dst + last->len == dst && last->src + last->len == src) {
-        last->len += len;
-        return;
-    }
-    g_array_append_val(c->runs, ((ColoCopyRun){ dst, src, len }));
 }
 
 size_t colo_ram_copy_pending(const ColoRamCopy *c)
@@ -168,13 +164,12 @@ void colo_ram_copy_run_on(ColoRamCopy *c, unsigned threads)
 
 unsigned colo_ram_copy_run(ColoRamCopy *c)
 {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = 1;
 
-    if (c->bytes >= COLO_RAM_COPY_PARALLEL_MIN && cpus > 1) {
-        threads = MIN(COLO_RAM_COPY_MAX_THREADS, cpus);
+    if (c->bytes >= COLO_RAM_COPY_PARALLEL_MIN) {
         /* Each thread gets at least half the threshold's worth. */
-        threads = MIN(threads, c->bytes / (COLO_RAM_COPY_PARALLEL_MIN / 2));
+        threads = MIN(c->max_threads,
+                      c->bytes / (COLO_RAM_COPY_PARALLEL_MIN / 2));
     }
     colo_ram_copy_run_on(c, threads);
     return threads;

@@ -38,8 +38,8 @@ size_t colo_ram_copy_pending(const ColoRamCopy *c);
 
 /*
  * Copy everything recorded, on as many threads as pay (at most
- * COLO_RAM_COPY_MAX_THREADS, at most the host's online CPUs), and forget
- * it.  Returns the number of threads that copied.
+ * COLO_RAM_COPY_MAX_THREADS, at most the CPUs online when @c was made),
+ * and forget it.  Returns the number of threads that copied.
  */
 unsigned colo_ram_copy_run(ColoRamCopy *c);
 

@@ -151,7 +151,7 @@ static void test_threshold(void)
     g_assert_cmpuint(colo_ram_copy_run(c), ==, 1);
     check_areas(&a, big);
 
-    /* Adjacent runs on both sides merge; the split cuts them again. */
+    /* Many runs, cut into shares across their boundaries. */
     for (size_t off = 0; off < big; off += 3 * PAGE) {
         expect_copy(c, &a, off, MIN(3 * PAGE, big - off));
     }
